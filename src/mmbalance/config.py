@@ -1,0 +1,199 @@
+"""The experiment configuration: typed sections, YAML loading and ``--a.b=value`` overrides.
+
+A config is refused before training when any field is wrong; the message names the field, the
+value and what is allowed (see :mod:`mmbalance.structured`). Dataset-, encoder- and
+method-specific options are free-form mappings here and are validated by the component that
+owns them (``get_default_config()`` dataclasses), when the experiment is built.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmbalance.errors import ConfigError
+from mmbalance.structured import check_positive, from_dict, to_dict
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, which modalities, how it is split and batched."""
+
+    name: str = "mfeat"
+    modalities: list[str] | None = None  # None: every modality the dataset has
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, validated there
+    val_fraction: float = 0.15  # carved (stratified, seeded) from train when there is no val split
+    test_fraction: float = 0.2  # only for datasets that ship no test split
+    split_seed: int = 0
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    num_workers: int = 0
+
+    def validate(self, where: str) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}.{name}: got {value!r}; expected 0 <= value < 1")
+        check_positive(self.batch_size, f"{where}.batch_size")
+        check_positive(self.eval_batch_size, f"{where}.eval_batch_size")
+        check_positive(self.num_workers, f"{where}.num_workers", allow_zero=True)
+        if self.modalities is not None and len(set(self.modalities)) != len(self.modalities):
+            raise ConfigError(f"{where}.modalities: got {self.modalities!r}; names must be unique")
+
+
+@dataclass
+class ModelConfig:
+    """Encoders (one per modality), fusion and head.
+
+    ``encoder`` applies to every modality; ``encoders`` overrides it per modality name. An
+    encoder block is a mapping with ``type`` (``auto``, ``resnet18``, ``transformer``, ``mlp``)
+    and that encoder's options.
+    """
+
+    encoder: dict[str, Any] = field(default_factory=lambda: {"type": "auto"})
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fusion: str = "concat"
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    unimodal_heads: bool = True  # light heads on detached features: per-modality accuracy
+    pretrained: dict[str, str] = field(default_factory=dict)  # modality -> weights file
+
+
+@dataclass
+class MethodConfig:
+    """The balancing method and its hyper-parameters (validated by the method itself)."""
+
+    name: str = "joint"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, learning-rate schedule and gradient clipping."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: Literal["step", "cosine", "none"] = "step"
+    step_size: int = 70
+    gamma: float = 0.1
+    min_lr: float = 0.0
+    grad_clip: float | None = None  # max global L2 norm; None disables clipping
+
+    def validate(self, where: str) -> None:
+        check_positive(self.lr, f"{where}.lr")
+        check_positive(self.weight_decay, f"{where}.weight_decay", allow_zero=True)
+        check_positive(self.momentum, f"{where}.momentum", allow_zero=True)
+        check_positive(self.step_size, f"{where}.step_size")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"{where}.betas: got {self.betas!r}; expected two numbers in [0, 1)")
+        if self.grad_clip is not None:
+            check_positive(self.grad_clip, f"{where}.grad_clip")
+
+
+@dataclass
+class TrainConfig:
+    """The loop: epochs, device, determinism, model selection, logging."""
+
+    epochs: int = 30
+    device: str = "cpu"
+    deterministic: bool = True
+    select_metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
+    test_every_epoch: bool = True  # logged for curves; never used for selection
+    progress: Literal["auto", "always", "never"] = "auto"
+    tensorboard: bool = True  # used only when the tensorboard package is installed
+
+    def validate(self, where: str) -> None:
+        check_positive(self.epochs, f"{where}.epochs")
+        if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
+            raise ConfigError(
+                f"{where}.device: got {self.device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            )
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment; ``mmbalance train --config FILE.yaml`` reads one of these."""
+
+    seed: int = 0
+    name: str = "experiment"
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
+        """Validate a plain mapping (e.g. parsed YAML) into a config."""
+        return from_dict(cls, data, "config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``--section.key=value`` (or ``section.key=value``) into a key path and a value.
+
+    The value is read as YAML so ``--optim.lr=0.01`` is a float, ``--data.modalities=[fac,mor]``
+    a list and ``--optim.grad_clip=null`` None.
+    """
+    body = text[2:] if text.startswith("--") else text
+    if "=" not in body:
+        raise ConfigError(f"override {text!r}: expected the form --section.key=value")
+    key, raw = body.split("=", 1)
+    path = [p for p in key.split(".") if p]
+    if not path:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from err
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``--a.b=value`` override applied."""
+    out = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping at top level")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
+    """Load a YAML file (or the defaults when None), apply overrides and validate."""
+    data = load_yaml(path) if path is not None else {}
+    return ExperimentConfig.from_dict(apply_overrides(data, overrides or []))

@@ -1,0 +1,102 @@
+"""Turn arrays into checked train / validation / test :class:`DataSplits`.
+
+Where a dataset ships no test split, a stratified ``test_fraction`` is held out; where it ships
+no validation split, a stratified ``val_fraction`` of train is carved out. Both are seeded with
+``split_seed`` and the resulting sizes are recorded in ``DataSplits.info``, so a run can be
+reproduced and model selection never touches the test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmbalance.data.base import DataSplits, MultimodalTensorDataset, check_arrays, check_same_shapes
+from mmbalance.data.splits import stratified_split
+from mmbalance.errors import DataError
+
+ArrayPair = tuple[Mapping[str, Any], Any]
+
+
+def _check(
+    pair: ArrayPair, k: int | None, sources: Mapping[str, str] | None, split: str
+) -> tuple[dict[str, Tensor], Tensor, int]:
+    return check_arrays(pair[0], pair[1], k, sources, split)
+
+
+def assemble_splits(
+    train: ArrayPair,
+    *,
+    val: ArrayPair | None = None,
+    test: ArrayPair | None = None,
+    num_classes: int | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    standardize: bool = False,
+    sources: Mapping[str, Mapping[str, str]] | None = None,
+    class_names: list[str] | None = None,
+    name: str = "arrays",
+) -> DataSplits:
+    """Check ``(inputs, labels)`` pairs and build the three splits.
+
+    Args:
+        train: ``({modality: array [N, ...]}, labels [N])``; all of it when val/test are None.
+        val, test: optional given splits (same modalities and per-sample shapes).
+        num_classes: K; default ``max label + 1`` over all given splits.
+        standardize: z-score every feature with the *training* split's mean and std.
+        sources: per split, the file each modality/labels came from (for error messages).
+    """
+    sources = sources or {}
+    if num_classes is None:
+        num_classes = 1 + max(
+            int(np.max(np.asarray(p[1]))) for p in (train, val, test) if p is not None
+        )
+    x, y, k = _check(train, num_classes, sources.get("train"), "train")
+    info: dict[str, Any] = {"dataset": name, "split_seed": split_seed}
+    if test is None:
+        if test_fraction <= 0:
+            raise DataError(f"{name}: no test split given and data.test_fraction is 0")
+        keep, held = stratified_split(y.numpy(), test_fraction, split_seed)
+        x_test = {m: v[held] for m, v in x.items()}
+        y_test = y[held]
+        x, y = {m: v[keep] for m, v in x.items()}, y[keep]
+        info["test"] = f"stratified {test_fraction:g} of the data (seed {split_seed})"
+    else:
+        x_test, y_test, _ = _check(test, k, sources.get("test"), "test")
+        info["test"] = "given"
+    if val is None:
+        if val_fraction <= 0:
+            raise DataError(f"{name}: no validation split given and data.val_fraction is 0")
+        # A different stream from the test split so changing one fraction leaves the other be.
+        keep, held = stratified_split(y.numpy(), val_fraction, split_seed + 1)
+        x_val = {m: v[held] for m, v in x.items()}
+        y_val = y[held]
+        x, y = {m: v[keep] for m, v in x.items()}, y[keep]
+        info["val"] = f"stratified {val_fraction:g} of train (seed {split_seed + 1})"
+    else:
+        x_val, y_val, _ = _check(val, k, sources.get("val"), "val")
+        info["val"] = "given"
+    shapes = {m: tuple(v.shape[1:]) for m, v in x.items()}
+    check_same_shapes(shapes, x_val, "val")
+    check_same_shapes(shapes, x_test, "test")
+    if standardize:
+        for m in x:
+            mean = x[m].mean(0, keepdim=True)
+            std = x[m].std(0, keepdim=True).clamp_min(1e-6)  # constant features stay finite
+            x[m], x_val[m], x_test[m] = ((v - mean) / std for v in (x[m], x_val[m], x_test[m]))
+    info.update(sizes={"train": len(y), "val": len(y_val), "test": len(y_test)})
+    info["class_counts_train"] = torch.bincount(y, minlength=k).tolist()
+    return DataSplits(
+        MultimodalTensorDataset(x, y),
+        MultimodalTensorDataset(x_val, y_val),
+        MultimodalTensorDataset(x_test, y_test),
+        k,
+        shapes,
+        class_names,
+        info,
+    )

@@ -1,0 +1,139 @@
+"""In-memory multimodal datasets, their splits, and the checks every input passes.
+
+A batch is a dict ``{"inputs": {modality: Tensor}, "label": LongTensor, "index": LongTensor}``;
+``index`` lets methods keep per-sample state. All checks raise :class:`DataError` naming the
+modality (and the file, when the data came from one) and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from mmbalance.errors import DataError
+
+
+class MultimodalTensorDataset(Dataset):
+    """Samples ``i`` of every modality tensor plus its label."""
+
+    def __init__(self, inputs: Mapping[str, Tensor], labels: Tensor) -> None:
+        self.inputs = dict(inputs)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "inputs": {m: x[i] for m, x in self.inputs.items()},
+            "label": self.labels[i],
+            "index": i,
+        }
+
+    def subset(self, indices: np.ndarray) -> MultimodalTensorDataset:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return MultimodalTensorDataset(
+            {m: x[idx] for m, x in self.inputs.items()}, self.labels[idx]
+        )
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test datasets and what the model builder needs to know."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    num_classes: int
+    shapes: dict[str, tuple[int, ...]]
+    class_names: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # how the splits were made (recorded)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.shapes)
+
+
+def _source(sources: Mapping[str, str] | None, key: str) -> str:
+    if sources and key in sources:
+        return f" (file {sources[key]!r})"
+    return ""
+
+
+def check_arrays(
+    inputs: Mapping[str, Any],
+    labels: Any,
+    num_classes: int | None = None,
+    sources: Mapping[str, str] | None = None,
+    split: str = "data",
+) -> tuple[dict[str, Tensor], Tensor, int]:
+    """Validate and convert user arrays; returns float tensors, long labels and K.
+
+    Checks: labels are 1-D integers in ``[0, K)``; every modality has as many samples as there
+    are labels, at least one axis per sample, and only finite values.
+    """
+    if not inputs:
+        raise DataError(f"{split}: no modalities given; expected a mapping name -> array")
+    y = np.asarray(labels)
+    where_y = f"{split} labels{_source(sources, 'labels')}"
+    if y.ndim != 1:
+        raise DataError(f"{where_y}: expected a 1-D array of class indices; got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{where_y}: expected integer class indices; got non-integer values")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iub":
+        raise DataError(f"{where_y}: expected integer class indices; got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size == 0:
+        raise DataError(f"{where_y}: no samples")
+    k = int(num_classes) if num_classes is not None else int(y.max()) + 1
+    bad = np.flatnonzero((y < 0) | (y >= k))
+    if bad.size:
+        raise DataError(
+            f"{where_y}: label {int(y[bad[0]])} at sample {int(bad[0])} is outside [0, {k}) "
+            f"({bad.size} labels out of range); expected integers 0..{k - 1}"
+        )
+    out: dict[str, Tensor] = {}
+    for m, arr in inputs.items():
+        where = f"{split} modality {m!r}{_source(sources, m)}"
+        a = arr.detach().cpu().numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+        if a.dtype.kind not in "fiub":
+            raise DataError(f"{where}: expected a numeric array; got dtype {a.dtype}")
+        if a.ndim < 2:
+            raise DataError(
+                f"{where}: expected shape [N, ...] with at least one feature axis; got {a.shape}"
+            )
+        if a.shape[0] != y.shape[0]:
+            raise DataError(
+                f"{where}: has {a.shape[0]} samples but there are {y.shape[0]} labels; "
+                "every modality needs one row per label"
+            )
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            first = np.argwhere(~np.isfinite(a))[0]
+            raise DataError(f"{where}: non-finite value (NaN/inf) at index {tuple(first.tolist())}")
+        out[m] = torch.as_tensor(a, dtype=torch.float32)
+    return out, torch.as_tensor(y), k
+
+
+def check_same_shapes(
+    reference: Mapping[str, tuple[int, ...]], other: Mapping[str, Tensor], split: str
+) -> None:
+    """Refuse a split whose modalities or per-sample shapes differ from the training split's."""
+    if set(reference) != set(other):
+        raise DataError(
+            f"{split}: modalities {sorted(other)} differ from the training split's "
+            f"{sorted(reference)}"
+        )
+    for m, x in other.items():
+        if tuple(x.shape[1:]) != tuple(reference[m]):
+            raise DataError(
+                f"{split} modality {m!r}: per-sample shape {tuple(x.shape[1:])} differs from the "
+                f"training split's {tuple(reference[m])}"
+            )

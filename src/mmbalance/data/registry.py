@@ -1,0 +1,136 @@
+"""Dataset registry: ``data.name`` -> options dataclass and a builder of :class:`DataSplits`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mmbalance.data.arrays import ArraysOptions, load_arrays
+from mmbalance.data.assemble import assemble_splits
+from mmbalance.data.base import DataSplits
+from mmbalance.data.mfeat import MFeatOptions, load_mfeat
+from mmbalance.data.synthetic import SyntheticOptions, generate_synthetic
+from mmbalance.errors import ConfigError
+from mmbalance.structured import from_dict
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    options_cls: type
+    build: Callable[[Any, Any], DataSplits]
+    description: str
+
+
+def _split_kwargs(cfg: Any) -> dict[str, Any]:
+    return {
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "split_seed": cfg.split_seed,
+    }
+
+
+def _build_synthetic(opts: SyntheticOptions, cfg: Any) -> DataSplits:
+    if cfg.modalities is not None:
+        unknown = [m for m in cfg.modalities if m not in opts.modalities]
+        if unknown:
+            raise ConfigError(
+                f"data.modalities: synthetic data has no modality {unknown}; "
+                f"it has {list(opts.modalities)}"
+            )
+    inputs, labels = generate_synthetic(opts)
+    if cfg.modalities is not None:
+        inputs = {m: inputs[m] for m in cfg.modalities}
+    return assemble_splits(
+        (inputs, labels), num_classes=opts.num_classes, name="synthetic", **_split_kwargs(cfg)
+    )
+
+
+def _build_mfeat(opts: MFeatOptions, cfg: Any) -> DataSplits:
+    inputs, labels, sources = load_mfeat(opts, cfg.modalities)
+    return assemble_splits(
+        (inputs, labels),
+        num_classes=10,
+        standardize=opts.standardize,
+        sources={"train": sources},
+        class_names=[str(d) for d in range(10)],
+        name="mfeat",
+        **_split_kwargs(cfg),
+    )
+
+
+def _build_arrays(opts: ArraysOptions, cfg: Any) -> DataSplits:
+    splits = load_arrays(opts, cfg.modalities)
+    pairs = {s: (v[0], v[1]) if v is not None else None for s, v in splits.items()}
+    sources = {s: v[2] for s, v in splits.items() if v is not None}
+    return assemble_splits(
+        pairs["train"],
+        val=pairs["val"],
+        test=pairs["test"],
+        num_classes=opts.num_classes,
+        standardize=opts.standardize,
+        sources=sources,
+        class_names=opts.class_names,
+        name="arrays",
+        **_split_kwargs(cfg),
+    )
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "synthetic": DatasetEntry(
+        SyntheticOptions,
+        _build_synthetic,
+        "generated, controllable imbalance (vector / sequence / image-like)",
+    ),
+    "mfeat": DatasetEntry(
+        MFeatOptions,
+        _build_mfeat,
+        "UCI Multiple Features, 10 digits, 6 views (fou fac kar pix zer mor)",
+    ),
+    "arrays": DatasetEntry(
+        ArraysOptions, _build_arrays, "your own arrays: <modality>.npy + labels.npy, or data.npz"
+    ),
+}
+
+
+def build_data(cfg: Any) -> DataSplits:
+    """Build the splits described by a :class:`mmbalance.config.DataConfig`."""
+    if cfg.name not in DATASETS:
+        raise ConfigError(f"data.name: got {cfg.name!r}; expected one of {', '.join(DATASETS)}")
+    entry = DATASETS[cfg.name]
+    opts = from_dict(entry.options_cls, cfg.options, "data.options")
+    return entry.build(opts, cfg)
+
+
+def from_tensors(
+    inputs: Mapping[str, Any],
+    labels: Any,
+    *,
+    val: tuple[Mapping[str, Any], Any] | None = None,
+    test: tuple[Mapping[str, Any], Any] | None = None,
+    num_classes: int | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    standardize: bool = False,
+) -> DataSplits:
+    """Splits from in-memory tensors/arrays: the Python API's entry point for users' data.
+
+    Example:
+        >>> import torch
+        >>> x = {"audio": torch.randn(100, 8), "video": torch.randn(100, 4)}
+        >>> data = from_tensors(x, torch.arange(100) % 2)
+        >>> data.num_classes, data.shapes["audio"]
+        (2, (8,))
+    """
+    return assemble_splits(
+        (inputs, labels),
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        split_seed=seed,
+        standardize=standardize,
+        name="tensors",
+    )

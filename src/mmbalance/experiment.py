@@ -1,0 +1,198 @@
+"""Experiments from configs: build data, model and method; make the run folder; train; resume.
+
+A run folder holds everything needed to reproduce and audit the run::
+
+    config.yaml     resolved config (every default written out)
+    meta.json       seed, library / torch / python versions, git commit, command, data splits
+    metrics.jsonl   one row per epoch (metrics.csv and tensorboard/ mirror it)
+    checkpoints/    last.pt (full state, every epoch), best.pt (weights of the val-best epoch)
+    summary.json    best epoch (validation), its val and test metrics
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import yaml
+
+from mmbalance.config import ExperimentConfig, load_config
+from mmbalance.data.base import DataSplits
+from mmbalance.data.registry import build_data
+from mmbalance.errors import ConfigError
+from mmbalance.methods import create_method
+from mmbalance.methods.base import Method
+from mmbalance.models.builder import build_model
+from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.training.seeding import seed_everything
+from mmbalance.training.trainer import RunResult, Trainer
+from mmbalance.version import __version__
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the git checkout holding ``path``, with ``-dirty`` if modified."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True, timeout=5
+        )
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_experiment(config: ExperimentConfig) -> tuple[DataSplits, MultimodalModel, Method]:
+    """Seed, then build the data, the method and the model the config describes.
+
+    Seeding comes first so model initialisation is a function of ``config.seed`` alone.
+    """
+    seed_everything(config.seed, config.train.deterministic)
+    data = build_data(config.data)
+    model, method = build_model_and_method(config, data)
+    return data, model, method
+
+
+def build_model_and_method(
+    config: ExperimentConfig, data: DataSplits
+) -> tuple[MultimodalModel, Method]:
+    """The method, and the model for the modalities it trains (seed first for a fixed init)."""
+    if config.train.device != "cpu" and not _device_available(config.train.device):
+        raise ConfigError(f"train.device: got {config.train.device!r}; it is not available here")
+    method = create_method(config.method.name, config.method.options)
+    modalities = method.select_modalities(data.modalities)
+    shapes = {m: data.shapes[m] for m in modalities}
+    return build_model(config.model, shapes, data.num_classes), method
+
+
+def _device_available(device: str) -> bool:
+    if device.startswith("cuda"):
+        return torch.cuda.is_available()
+    if device.startswith("mps"):
+        return torch.backends.mps.is_available()
+    return True
+
+
+def new_run_dir(config: ExperimentConfig) -> Path:
+    """``<output_dir>/<name>-<method>-s<seed>-<timestamp>`` (never an existing folder)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(config.output_dir) / f"{config.name}-{config.method.name}-s{config.seed}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def write_run_files(
+    run_dir: Path, config: ExperimentConfig, data: DataSplits, model: MultimodalModel
+) -> None:
+    """Resolved config and provenance, written before training starts."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    meta = {
+        "seed": config.seed,
+        "mmbalance": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(Path(__file__).resolve().parent) or git_commit(Path.cwd()),
+        "command": sys.argv,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": data.info,
+        "num_classes": data.num_classes,
+        "modalities": {m: list(s) for m, s in data.shapes.items() if m in model.modalities},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "fusion": model.fusion.name,
+        "encoder_depths": {m: e.depth for m, e in model.encoders.items()},
+    }
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def write_summary(result: RunResult) -> None:
+    summary = {k: v for k, v in asdict(result).items() if k != "history"}
+    (Path(result.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) -> RunResult:
+    """Train from scratch in a new (or the given, empty) run folder."""
+    data, model, method = build_experiment(config)
+    return train_built(config, data, model, method, run_dir)
+
+
+def train_built(
+    config: ExperimentConfig,
+    data: DataSplits,
+    model: MultimodalModel,
+    method: Method,
+    run_dir: str | Path | None = None,
+) -> RunResult:
+    """Make the run folder, write provenance, train, write the summary."""
+    run_path = Path(run_dir) if run_dir is not None else new_run_dir(config)
+    if (run_path / "checkpoints" / "last.pt").exists():
+        raise ConfigError(
+            f"run folder {str(run_path)!r} already holds a run; resume it with --resume "
+            "or choose another folder"
+        )
+    write_run_files(run_path, config, data, model)
+    result = Trainer(model, method, data, config, run_path).fit()
+    write_summary(result)
+    return result
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config a run folder was trained with."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder: {path.name} is missing")
+    return load_config(path)
+
+
+def resume_experiment(run_dir: str | Path, overrides: list[str] | None = None) -> RunResult:
+    """Continue a run from its ``checkpoints/last.pt`` with its own config.
+
+    ``overrides`` may only raise ``train.epochs`` (to train longer) or change presentation
+    (``train.progress``); anything else would make the resumed run a different experiment.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if overrides:
+        allowed = {"train.epochs", "train.progress", "train.device"}
+        for text in overrides:
+            key = text.lstrip("-").split("=", 1)[0]
+            if key not in allowed:
+                raise ConfigError(
+                    f"--resume: cannot override {key!r}; allowed: {', '.join(sorted(allowed))}"
+                )
+        config = load_config(run_dir / "config.yaml", overrides)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    data, model, method = build_experiment(config)
+    trainer = Trainer(model, method, data, config, run_dir)
+    trainer.resume()
+    result = trainer.fit()
+    write_summary(result)
+    return result
+
+
+def result_table(result: RunResult, modalities: list[str]) -> str:
+    """A short human-readable summary of a finished run."""
+    t, v = result.test, result.val
+    lines = [
+        f"best epoch (selected on validation): {result.best_epoch + 1}/{result.epochs}",
+        f"{'':12s}{'val acc':>9s}{'test acc':>10s}{'test F1':>9s}",
+        f"{'fused':12s}{v['val_acc']:9.4f}{t['test_acc']:10.4f}{t['test_f1']:9.4f}",
+    ]
+    for m in modalities:
+        if f"test_acc_{m}" in t:
+            lines.append(
+                f"{m:12s}{v[f'val_acc_{m}']:9.4f}{t[f'test_acc_{m}']:10.4f}{t[f'test_f1_{m}']:9.4f}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""Method registry. Every method module is imported here explicitly (no discovery magic).
+
+``create_method(name, **options)`` builds one; ``list_methods()`` is what the registry test
+parametrises over, so a newly registered method is tested automatically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmbalance.errors import ConfigError
+from mmbalance.methods.base import Method, NoOptions, TrainState
+from mmbalance.methods.joint import Joint
+from mmbalance.methods.unimodal import Unimodal
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Joint, Unimodal)}
+
+
+def list_methods() -> list[str]:
+    """Names of every registered method."""
+    return list(METHODS)
+
+
+def create_method(name: str, options: dict[str, Any] | None = None, **kwargs: Any) -> Method:
+    """Build method ``name`` with hyper-parameters from ``options`` and/or keyword arguments."""
+    if name not in METHODS:
+        raise ConfigError(f"method.name: got {name!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[name].from_config({**(options or {}), **kwargs})
+
+
+__all__ = ["METHODS", "Method", "NoOptions", "TrainState", "create_method", "list_methods"]

@@ -1,0 +1,137 @@
+"""The method interface: a balancing method is a set of hooks the trainer calls.
+
+One reading of :meth:`mmbalance.training.trainer.Trainer.train_epoch` shows where each hook
+acts::
+
+    on_epoch_start(state)
+    for batch:
+        output = forward(model, batch, state)          # alternating / padded passes
+        terms  = loss(output, batch, state)            # named terms; the trainer sums them
+        backward
+        on_after_backward(model, state)                # gradient modulation
+        optimiser step (after clipping)
+        on_step_end(state)
+    diagnostics = on_epoch_end(state)                  # re-init, prototype refresh, logging
+
+Capabilities are class attributes checked once, at construction (:meth:`Method.check`), so an
+impossible combination is refused before training with a message saying what would work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmbalance.errors import CapabilityError
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.structured import from_dict
+
+
+@dataclass
+class NoOptions:
+    """A method without hyper-parameters."""
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """What a hook may read about the run. Hooks return values; they do not mutate this."""
+
+    epoch: int  # 0-based
+    num_epochs: int
+    step: int  # global optimiser step, 0-based
+    step_in_epoch: int
+    steps_per_epoch: int
+    model: MultimodalModel
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+class Method:
+    """Base class with no-op hooks; the default ``loss`` is plain cross-entropy (Eq. 2)."""
+
+    name: ClassVar[str] = "base"
+    description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    # Capabilities, checked once by ``check``.
+    min_modalities: ClassVar[int] = 1
+    max_modalities: ClassVar[int | None] = None
+    supported_fusions: ClassVar[tuple[str, ...] | None] = None  # None: every fusion
+    needs_intermediates: ClassVar[bool] = False
+    modifies_grads: ClassVar[bool] = False
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def from_config(cls, options: dict[str, Any] | None) -> Method:
+        """Build from a ``method.options`` mapping, validated against ``Options``."""
+        return cls(from_dict(cls.Options, options, "method.options"))
+
+    # -- construction-time ------------------------------------------------------------------
+    def select_modalities(self, available: list[str]) -> list[str]:
+        """Which of the data's modalities the model is built with (all, by default)."""
+        return list(available)
+
+    def check(self, model: MultimodalModel, fusion: str) -> None:
+        """Refuse a model this method cannot train, naming what would work."""
+        m = len(model.modalities)
+        if m < self.min_modalities:
+            raise CapabilityError(
+                f"method {self.name!r} needs at least {self.min_modalities} modalities; "
+                f"the model has {m} ({', '.join(model.modalities)})"
+            )
+        if self.max_modalities is not None and m > self.max_modalities:
+            raise CapabilityError(
+                f"method {self.name!r} supports at most {self.max_modalities} modalities; the "
+                f"model has {m}. Select {self.max_modalities} with data.modalities."
+            )
+        if self.supported_fusions is not None and fusion not in self.supported_fusions:
+            raise CapabilityError(
+                f"method {self.name!r} does not support fusion {fusion!r}; "
+                f"use one of {', '.join(self.supported_fusions)}"
+            )
+
+    def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
+        """Called once, after the model and optimiser exist and before any resume."""
+
+    # -- the loop ---------------------------------------------------------------------------
+    def on_epoch_start(self, state: TrainState) -> None:
+        """Before the first batch of an epoch."""
+
+    def forward(
+        self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
+    ) -> ModelOutput:
+        """The training forward pass (override for alternating or padded passes)."""
+        return model(batch["inputs"], return_intermediates=self.needs_intermediates)
+
+    def loss(
+        self, output: ModelOutput, batch: dict[str, Any], state: TrainState
+    ) -> dict[str, Tensor]:
+        """Named loss terms; the trainer sums and logs them. Default: CE of the fused logits."""
+        return {"ce": F.cross_entropy(output.logits, batch["label"])}
+
+    def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
+        """After ``backward``, before clipping and the optimiser step (gradient modulation)."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After the optimiser step."""
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float]:
+        """After the last batch; returns diagnostics logged with the epoch's metrics."""
+        return {}
+
+    # -- exact resume -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue identically (tensors, numbers, lists, dicts only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -1,0 +1,140 @@
+"""Build a :class:`MultimodalModel` from a ``ModelConfig`` and the data's modality shapes.
+
+Encoder ``type: auto`` picks by the per-sample shape: ``[F]`` -> MLP, ``[T, F]`` ->
+Transformer, ``[C, H, W]`` or ``[C, T, H, W]`` -> ResNet18 (with the small-input stem when the
+image side is <= 64 px).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from mmbalance.errors import ConfigError
+from mmbalance.models.base import BlockEncoder
+from mmbalance.models.fusion import FUSIONS, FusionConfig, create_fusion
+from mmbalance.models.init import init_weights
+from mmbalance.models.mlp import MLPConfig, MLPEncoder
+from mmbalance.models.multimodal import MultimodalModel, UnimodalHeads
+from mmbalance.models.resnet import ResNet18Config, ResNet18Encoder
+from mmbalance.models.transformer import TransformerConfig, TransformerEncoder
+from mmbalance.structured import from_dict
+
+
+def _resnet(cfg: ResNet18Config, shape: tuple[int, ...], where: str) -> BlockEncoder:
+    if len(shape) not in (3, 4):
+        raise ConfigError(
+            f"{where}: resnet18 needs samples shaped [C, H, W] or [C, T, H, W]; got {list(shape)}"
+        )
+    channels = shape[0]
+    if cfg.in_channels is not None and cfg.in_channels != channels:
+        raise ConfigError(
+            f"{where}.in_channels: got {cfg.in_channels}; the data has {channels} channels"
+        )
+    enc = ResNet18Encoder(channels, cfg.width, cfg.small_input)
+    if cfg.pretrained:
+        enc.load_pretrained(cfg.pretrained)
+    return enc
+
+
+def _transformer(cfg: TransformerConfig, shape: tuple[int, ...], where: str) -> BlockEncoder:
+    if len(shape) != 2:
+        raise ConfigError(f"{where}: transformer needs samples shaped [T, F]; got {list(shape)}")
+    return TransformerEncoder(shape[1], cfg)
+
+
+def _mlp(cfg: MLPConfig, shape: tuple[int, ...], where: str) -> BlockEncoder:
+    features = 1
+    for s in shape:
+        features *= s
+    return MLPEncoder(features, cfg)
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    config_cls: type
+    factory: Callable[[Any, tuple[int, ...], str], BlockEncoder]
+    description: str
+
+
+ENCODERS: dict[str, EncoderEntry] = {
+    "resnet18": EncoderEntry(
+        ResNet18Config, _resnet, "ResNet18 (4 stages = 4 blocks), images/video/spectrograms"
+    ),
+    "transformer": EncoderEntry(
+        TransformerConfig, _transformer, "Transformer, one layer = one block, sequences [T, F]"
+    ),
+    "mlp": EncoderEntry(MLPConfig, _mlp, "MLP, one hidden layer = one block, vectors [F]"),
+}
+
+
+def resolve_encoder_type(kind: str, shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
+    """Map ``auto`` to a concrete encoder family (and defaults) for a sample shape."""
+    if kind != "auto":
+        return kind, {}
+    if len(shape) == 1:
+        return "mlp", {}
+    if len(shape) == 2:
+        return "transformer", {}
+    side = min(shape[-2:])
+    return "resnet18", {"small_input": side <= 64, "width": 0.25 if side <= 64 else 1.0}
+
+
+def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> BlockEncoder:
+    """Build one encoder from its config mapping (``type`` plus that family's options)."""
+    options = dict(spec)
+    kind = options.pop("type", "auto")
+    kind, defaults = resolve_encoder_type(kind, shape)
+    if kind not in ENCODERS:
+        raise ConfigError(
+            f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
+        )
+    entry = ENCODERS[kind]
+    cfg = from_dict(entry.config_cls, {**defaults, **options}, where)
+    return entry.factory(cfg, shape, where)
+
+
+def build_model(
+    model_cfg: Any,
+    shapes: Mapping[str, tuple[int, ...]],
+    num_classes: int,
+) -> MultimodalModel:
+    """Build the model for modalities with per-sample ``shapes`` and ``num_classes`` classes.
+
+    Args:
+        model_cfg: a :class:`mmbalance.config.ModelConfig`.
+        shapes: per-sample input shape of each modality, in the modalities' order.
+        num_classes: K.
+    """
+    unknown = sorted(set(model_cfg.encoders) - set(shapes))
+    if unknown:
+        raise ConfigError(
+            f"model.encoders: no modality named {', '.join(unknown)}; "
+            f"the data has {', '.join(shapes)}"
+        )
+    encoders: dict[str, BlockEncoder] = {}
+    for m, shape in shapes.items():
+        spec = {**model_cfg.encoder, **model_cfg.encoders.get(m, {})}
+        if m in model_cfg.pretrained:
+            spec["pretrained"] = model_cfg.pretrained[m]
+        where = f"model.encoders.{m}" if m in model_cfg.encoders else "model.encoder"
+        encoders[m] = build_encoder(spec, tuple(shape), where)
+    dims = {m: e.out_dim for m, e in encoders.items()}
+    fusion_name = model_cfg.fusion
+    if fusion_name not in FUSIONS:
+        raise ConfigError(
+            f"model.fusion: got {fusion_name!r}; expected one of {', '.join(FUSIONS)}"
+        )
+    if len(shapes) == 1 and FUSIONS[fusion_name].min_modalities > 1:
+        fusion_name = "concat"  # one modality: nothing to fuse, the head reads it directly
+    fusion = create_fusion(
+        fusion_name, dims, from_dict(FusionConfig, model_cfg.fusion_options, "model.fusion_options")
+    )
+    head = nn.Linear(fusion.out_dim, num_classes)
+    init_weights(fusion)
+    init_weights(head)
+    heads = UnimodalHeads(dims, num_classes) if model_cfg.unimodal_heads else None
+    return MultimodalModel(encoders, fusion, head, heads)

@@ -1,0 +1,167 @@
+"""ResNet18 as a block encoder: the 4 residual stages are the 4 blocks (D = 4).
+
+Written here (no torchvision dependency). Follows the field's backbone (``methods.md`` s. 1):
+no fc, pooled output; audio ``[B, 1, F, T]``; video ``[B, C, T, H, W]`` runs per frame through
+the 2-D network and is averaged over frames and space; optical flow uses 2 input channels.
+``width`` scales every stage's channels (64, 128, 256, 512) for CPU-sized experiments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mmbalance.errors import ConfigError
+from mmbalance.models.base import BlockEncoder
+from mmbalance.models.init import init_weights
+from mmbalance.structured import check_positive
+
+
+@dataclass
+class ResNet18Config:
+    """Options of :class:`ResNet18Encoder` (``model.encoder`` with ``type: resnet18``)."""
+
+    in_channels: int | None = None  # None: taken from the data (1 audio, 3 RGB, 2 flow)
+    width: float = 1.0  # channel multiplier; 1.0 is the real ResNet18
+    small_input: bool = False  # 3x3 stride-1 stem without max-pool, for inputs of ~32 px
+    pretrained: str | None = None  # torchvision-style state dict file (.pt/.pth/.safetensors)
+
+    def validate(self, where: str) -> None:
+        check_positive(self.width, f"{where}.width")
+        if self.in_channels is not None:
+            check_positive(self.in_channels, f"{where}.in_channels")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (He et al., 2016)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18Encoder(BlockEncoder):
+    """ResNet18 trunk: stem (conv, BN, ReLU, max-pool) then 4 stages of 2 BasicBlocks."""
+
+    def __init__(self, in_channels: int, width: float = 1.0, small_input: bool = False) -> None:
+        super().__init__()
+        widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+        self.in_channels = in_channels
+        if small_input:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
+        stages = []
+        prev = widths[0]
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(prev, w, stride), BasicBlock(w, w, 1)))
+            prev = w
+        self.blocks = nn.ModuleList(stages)
+        self.out_dim = widths[-1]
+        init_weights(self)
+
+    def prepare(self, x: Tensor) -> tuple[Tensor, int]:
+        # [B, H, W] single-channel input (a spectrogram without channel axis) gets one.
+        if x.dim() == 3 and self.in_channels == 1:
+            x = x.unsqueeze(1)
+        if x.dim() == 5:  # video [B, C, T, H, W] -> frames folded into the batch
+            b, c, t, h, w = x.shape
+            return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), t
+        if x.dim() != 4:
+            raise ValueError(
+                f"ResNet18Encoder expects [B, C, H, W] or [B, C, T, H, W]; got {tuple(x.shape)}"
+            )
+        return x, 1
+
+    def pool(self, h: Tensor, frames: int) -> Tensor:
+        # Average over space, then over frames: identical to the field's 3-D adaptive pooling.
+        pooled = h.mean(dim=(2, 3))
+        return pooled.reshape(-1, frames, pooled.shape[1]).mean(dim=1)
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load a torchvision-layout ResNet18 state dict from a user file.
+
+        ``conv1``/``bn1`` map to the stem, ``layerN`` to ``blocks[N-1]``; ``fc`` is dropped.
+        When the file's first conv has 3 input channels and this encoder another number (audio
+        1, flow 2), the kernel is averaged over channels and repeated: the usual cross-modal
+        inflation. Raises :class:`ConfigError` naming the file and the mismatched keys.
+        """
+        state = _read_state_dict(Path(path))
+        mapped: dict[str, Tensor] = {}
+        for key, value in state.items():
+            key = key.removeprefix("module.")
+            if key.startswith("fc."):
+                continue
+            if key.startswith("conv1."):
+                key = "stem.0." + key[len("conv1.") :]
+            elif key.startswith("bn1."):
+                key = "stem.1." + key[len("bn1.") :]
+            elif key.startswith("layer"):
+                stage, rest = key[len("layer") :].split(".", 1)
+                key = f"blocks.{int(stage) - 1}.{rest}"
+            mapped[key] = value
+        conv = mapped.get("stem.0.weight")
+        own = self.stem[0].weight
+        if conv is not None and conv.shape[1] != own.shape[1] and conv.shape[2:] == own.shape[2:]:
+            mapped["stem.0.weight"] = conv.mean(dim=1, keepdim=True).repeat(1, own.shape[1], 1, 1)
+        own_state = self.state_dict()
+        bad = [k for k, v in mapped.items() if k in own_state and v.shape != own_state[k].shape]
+        missing = sorted(set(own_state) - set(mapped))
+        if bad or missing:
+            detail = f"shape mismatch for {bad[:5]}" if bad else f"missing keys {missing[:5]}"
+            raise ConfigError(
+                f"pretrained weights {str(path)!r} do not fit this ResNet18 (width, channels): "
+                f"{detail}; expected a torchvision-layout resnet18 state dict"
+            )
+        self.load_state_dict({k: v for k, v in mapped.items() if k in own_state})
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise ConfigError(f"pretrained weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as err:
+            raise ConfigError(
+                f"{str(path)!r} is a .safetensors file: install the 'safetensors' package"
+            ) from err
+        return load_file(str(path))
+    try:
+        # weights_only: a weights file from the internet must not be able to run code.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"cannot read pretrained weights {str(path)!r}: {err}") from err
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ConfigError(f"pretrained weights {str(path)!r}: expected a state dict")
+    return obj

@@ -1,0 +1,307 @@
+"""The training loop. Read :meth:`Trainer.train_epoch` to see where every method hook acts.
+
+Model selection uses the validation split only; the test split is evaluated (for curves and
+the final report) and never selected on. Each epoch ends with an atomic checkpoint holding the
+model, optimiser, scheduler, method state and every RNG, so ``resume`` continues bit-for-bit
+(CPU, deterministic mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mmbalance.config import ExperimentConfig
+from mmbalance.data.base import DataSplits
+from mmbalance.errors import CheckpointError, NonFiniteLossError
+from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.training.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
+from mmbalance.training.evaluate import evaluate, to_device
+from mmbalance.training.logger import MetricsLogger
+from mmbalance.training.optim import build_optimizer, build_scheduler
+from mmbalance.training.seeding import epoch_generator, rng_state, set_rng_state, worker_init
+
+log = logging.getLogger("mmbalance")
+
+UNIMODAL_HEADS_TERM = "unimodal_heads"
+
+
+@dataclass
+class RunResult:
+    """What :meth:`Trainer.fit` returns (also written to ``summary.json``)."""
+
+    run_dir: str
+    best_epoch: int  # 0-based epoch selected on validation
+    val: dict[str, float]
+    test: dict[str, float]
+    epochs: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``model`` with ``method`` on ``data`` as ``config`` says, writing to ``run_dir``."""
+
+    def __init__(
+        self,
+        model: MultimodalModel,
+        method: Method,
+        data: DataSplits,
+        config: ExperimentConfig,
+        run_dir: str | Path,
+    ) -> None:
+        self.config = config
+        self.device = torch.device(config.train.device)
+        self.model = model.to(self.device)
+        self.method = method
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        method.check(model, model.fusion.name)
+        self.optimizer = build_optimizer(model.parameters(), config.optim)
+        self.scheduler = build_scheduler(self.optimizer, config.optim, config.train.epochs)
+        method.setup(model, self.optimizer)
+        self.epoch = 0  # epochs completed
+        self.step = 0
+        self.best: dict[str, Any] | None = None  # {"epoch", "score"}
+        self.logger = MetricsLogger(self.run_dir, config.train.tensorboard)
+        self.eval_loaders = {
+            split: self._loader(getattr(data, split), train=False) for split in ("val", "test")
+        }
+
+    # -- data -------------------------------------------------------------------------------
+    def _loader(self, dataset: Any, train: bool, epoch: int = 0) -> DataLoader:
+        cfg = self.config.data
+        batch = cfg.batch_size if train else cfg.eval_batch_size
+        # A last training batch of one sample breaks BatchNorm; drop it only in that case.
+        drop_last = train and len(dataset) % batch == 1
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            shuffle=train,
+            drop_last=drop_last,
+            num_workers=cfg.num_workers,
+            worker_init_fn=worker_init if cfg.num_workers else None,
+            # Evaluation gets a fixed generator too: DataLoader draws a worker base seed from it
+            # (or from the global RNG if absent) every time it is iterated.
+            generator=epoch_generator(self.config.seed, epoch if train else -1),
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def _show_progress(self) -> bool:
+        mode = self.config.train.progress
+        return mode == "always" or (mode == "auto" and sys.stderr.isatty())
+
+    # -- one epoch --------------------------------------------------------------------------
+    def _state(self, epoch: int, step_in_epoch: int, steps: int) -> TrainState:
+        return TrainState(
+            epoch=epoch,
+            num_epochs=self.config.train.epochs,
+            step=self.step,
+            step_in_epoch=step_in_epoch,
+            steps_per_epoch=steps,
+            model=self.model,
+            optimizer=self.optimizer,
+            device=self.device,
+        )
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns mean loss terms and train accuracy."""
+        model, method = self.model, self.method
+        loader = self._loader(self.data.train, train=True, epoch=epoch)
+        steps = len(loader)
+        model.train()
+        method.on_epoch_start(self._state(epoch, 0, steps))
+        sums: dict[str, float] = {}
+        correct, seen = 0, 0
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{self.config.train.epochs}",
+            disable=not self._show_progress(),
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for i, raw in enumerate(bar):
+            batch = to_device(raw, self.device)
+            state = self._state(epoch, i, steps)
+            output = method.forward(model, batch, state)
+            terms = dict(method.loss(output, batch, state))
+            method_loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+            loss = method_loss
+            if output.unimodal_logits is not None:
+                # Heads read detached features: this term trains the heads and nothing else,
+                # so it is logged apart from the method's loss.
+                terms[UNIMODAL_HEADS_TERM] = sum(
+                    torch.nn.functional.cross_entropy(lg, batch["label"])
+                    for lg in output.unimodal_logits.values()
+                )
+                loss = method_loss + terms[UNIMODAL_HEADS_TERM]
+            if not torch.isfinite(loss):
+                self._fail_non_finite(epoch, i, terms)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.on_after_backward(model, state)
+            if self.config.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip)
+            self.optimizer.step()
+            method.on_step_end(state)
+            self.step += 1
+            n = batch["label"].numel()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+            sums["loss"] = sums.get("loss", 0.0) + float(method_loss.detach()) * n
+            correct += int((output.logits.argmax(1) == batch["label"]).sum())
+            seen += n
+            bar.set_postfix(loss=f"{float(method_loss.detach()):.4f}", refresh=False)
+        bar.close()
+        metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
+        metrics["train_acc"] = correct / max(seen, 1)
+        return metrics
+
+    def _fail_non_finite(self, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> None:
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        last = self.ckpt_dir / "last.pt"
+        kept = (
+            f"the last good checkpoint {str(last)!r} (after epoch {self.epoch}) is kept"
+            if last.is_file()
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch + 1}, batch {step + 1}: term(s) {bad} "
+            f"(values {values}); {kept}. Lower optim.lr or set optim.grad_clip."
+        )
+
+    # -- selection and checkpoints ----------------------------------------------------------
+    def _score(self, metrics: dict[str, float]) -> float:
+        key = self.config.train.select_metric
+        value = metrics[key]
+        return -value if key == "val_loss" else value
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs (tensors and plain data only)."""
+        return {
+            "format": FORMAT_VERSION,
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "method": self.method.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"checkpoint does not match this run's model/optimiser: {err}"
+            ) from err
+        self.method.load_state_dict(state["method"])
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        set_rng_state(state["rng"])
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Continue from ``path`` (default: this run's ``checkpoints/last.pt``)."""
+        path = Path(path) if path is not None else self.ckpt_dir / "last.pt"
+        self.load_state_dict(load_checkpoint(path))
+        self.logger.truncate(self.epoch)
+        log.info("resumed from %s after epoch %d", path, self.epoch)
+
+    # -- the run ----------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        """Train for the remaining epochs, select on validation, report test at that epoch."""
+        cfg = self.config.train
+        start = time.perf_counter()
+        for epoch in range(self.epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update(self.train_epoch(epoch))
+            row.update(
+                evaluate(
+                    self.model, self.eval_loaders["val"], self.data.num_classes, self.device, "val"
+                )
+            )
+            if cfg.test_every_epoch:
+                row.update(
+                    evaluate(
+                        self.model,
+                        self.eval_loaders["test"],
+                        self.data.num_classes,
+                        self.device,
+                        "test",
+                    )
+                )
+            row.update(
+                {
+                    f"method_{k}": v
+                    for k, v in self.method.on_epoch_end(self._state(epoch, 0, 0)).items()
+                }
+            )
+            if self.scheduler is not None:
+                self.scheduler.step()
+            row["lr"] = lr
+            row["time_epoch"] = time.perf_counter() - t0
+            self.epoch = epoch + 1
+            score = self._score(row)
+            if self.best is None or score > self.best["score"]:
+                self.best = {"epoch": epoch, "score": score}
+                save_atomic(
+                    {"format": FORMAT_VERSION, "epoch": epoch, "model": self.model.state_dict()},
+                    self.ckpt_dir / "best.pt",
+                )
+            self.logger.log(row)
+            save_atomic(self.state_dict(), self.ckpt_dir / "last.pt")
+            log.info(_epoch_line(row, cfg.epochs, self.model.modalities))
+        self.logger.close()
+        return self._result(time.perf_counter() - start)
+
+    def _result(self, seconds: float) -> RunResult:
+        assert self.best is not None
+        rows = self.logger.rows
+        best_row = next(r for r in rows if r["epoch"] == self.best["epoch"])
+        val = {k: v for k, v in best_row.items() if k.startswith("val_")}
+        if self.config.train.test_every_epoch:
+            test = {k: v for k, v in best_row.items() if k.startswith("test_")}
+        else:
+            self.model.load_state_dict(load_checkpoint_model(self.ckpt_dir / "best.pt"))
+            test = evaluate(
+                self.model, self.eval_loaders["test"], self.data.num_classes, self.device, "test"
+            )
+        return RunResult(
+            str(self.run_dir), self.best["epoch"], val, test, self.epoch, seconds, rows
+        )
+
+
+def load_checkpoint_model(path: str | Path) -> dict[str, Any]:
+    """The model weights of a ``best.pt`` or ``last.pt`` checkpoint."""
+    state = load_checkpoint(path)
+    return state["model"]
+
+
+def _epoch_line(row: dict[str, Any], epochs: int, modalities: list[str]) -> str:
+    per_mod = " ".join(
+        f"{m}={row[f'val_acc_{m}']:.3f}" for m in modalities if f"val_acc_{m}" in row
+    )
+    test = f" test_acc={row['test_acc']:.4f}" if "test_acc" in row else ""
+    return (
+        f"epoch {row['epoch'] + 1}/{epochs} loss={row['train_loss']:.4f} "
+        f"val_acc={row['val_acc']:.4f}{test} [{per_mod}] {row['time_epoch']:.1f}s"
+    )

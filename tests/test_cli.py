@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_config
+
+from mmbalance.cli import main
+
+
+def _write_config(tmp_path: Path, **sections) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, **sections).to_dict()))
+    return path
+
+
+def _rows(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]
+
+
+def test_train_eval_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _write_config(tmp_path)
+    assert (
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--train.epochs=2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "best epoch (selected on validation)" in out and str(tmp_path / "run") in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["test_acc"] == pytest.approx(summary["test"]["test_acc"])
+    assert metrics["val_acc"] == pytest.approx(summary["val"]["val_acc"])
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for word in (
+        "joint",
+        "unimodal",
+        "mfeat",
+        "synthetic",
+        "arrays",
+        "resnet18",
+        "transformer",
+        "mlp",
+        "film",
+        "gated",
+    ):
+        assert word in listing
+
+
+def test_bad_config_and_override_are_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _write_config(tmp_path)
+    assert (
+        main(["train", "--config", str(cfg), "--out", str(tmp_path / "r1"), "--optim.name=lbfgs"])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "optim.name: got 'lbfgs'; expected one of 'sgd', 'adam', 'adamw'" in err
+    assert not (tmp_path / "r1").exists()
+    assert main(["train", "--config", str(cfg), "--data.options.num_classes=1"]) == 2
+    assert "data.options.num_classes: got 1; expected >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(cfg), "stray"])
+
+
+def test_run_killed_mid_training_resumes_to_the_uninterrupted_metrics(tmp_path: Path) -> None:
+    slow = {
+        "data": {
+            "options": {
+                "num_samples": 6000,
+                "num_classes": 3,
+                "modalities": {
+                    "a": {"shape": [64], "strength": 2.0},
+                    "b": {"shape": [64], "strength": 1.0},
+                },
+            }
+        },
+        "model": {"encoder": {"type": "mlp", "hidden": [128, 128], "dropout": 0.2}},
+        "train": {"epochs": 6},
+    }
+    cfg = _write_config(tmp_path, **slow)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "mmbalance.cli", "train", "--config", str(cfg)]
+    subprocess.run(
+        [*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "killed")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed; make it slower"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(_rows(tmp_path / "killed")) < 6
+    subprocess.run(
+        [*cmd[:3], "train", "--resume", str(tmp_path / "killed")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    assert _rows(tmp_path / "killed") == _rows(tmp_path / "full")
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmbalance.config import ExperimentConfig, apply_overrides, load_config, parse_override
+from mmbalance.errors import ConfigError
+
+
+def test_override_values_are_parsed_as_yaml() -> None:
+    assert parse_override("--optim.lr=0.01") == (["optim", "lr"], 0.01)
+    assert parse_override("--data.modalities=[fac,mor]") == (["data", "modalities"], ["fac", "mor"])
+    assert parse_override("--optim.grad_clip=null") == (["optim", "grad_clip"], None)
+    out = apply_overrides({"optim": {"lr": 1.0}}, ["--optim.lr=0.5", "--method.options.alpha=2"])
+    assert out == {"optim": {"lr": 0.5}, "method": {"options": {"alpha": 2}}}
+
+
+def test_defaults_are_valid_and_round_trip() -> None:
+    cfg = ExperimentConfig()
+    again = ExperimentConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+
+
+@pytest.mark.parametrize(
+    ("data", "needles"),
+    [
+        ({"optim": {"name": "rmsprop"}}, ["optim.name", "'rmsprop'", "'sgd'", "'adamw'"]),
+        ({"optim": {"lr": -1}}, ["optim.lr", "-1", "> 0"]),
+        ({"optim": {"lr": "fast"}}, ["optim.lr", "'fast'", "number"]),
+        ({"train": {"epochs": 2.5}}, ["train.epochs", "2.5", "integer"]),
+        ({"train": {"epoch": 3}}, ["config.train", "unknown field(s) epoch", "epochs"]),
+        ({"data": {"val_fraction": 1.5}}, ["data.val_fraction", "1.5", "0 <= value < 1"]),
+        ({"optim": {"scheduler": "linear"}}, ["optim.scheduler", "'cosine'"]),
+        ({"train": {"device": "tpu"}}, ["train.device", "'tpu'", "cuda"]),
+        ({"bogus": 1}, ["unknown field(s) bogus"]),
+    ],
+)
+def test_invalid_config_names_field_value_and_allowed(data: dict, needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.from_dict(data)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at top level"):
+        load_config(listy)
