@@ -35,6 +35,11 @@ class Recorder(Method):
     def setup(self, model, optimizer) -> None:
         self.calls.append("setup")
 
+    def on_fit_start(self, state) -> None:
+        # Methods may read train/val statistics; the test split is not reachable from here.
+        assert set(state.loaders) == {"train", "val"}
+        self.calls.append(f"fit_start:{state.epoch}")
+
     def on_epoch_start(self, state) -> None:
         self.calls.append(f"epoch_start:{state.epoch}")
         if state.epoch == self.crash_at:
@@ -83,7 +88,7 @@ def test_every_hook_fires_in_order(tmp_path: Path) -> None:
     trainer.fit()
     steps = len(trainer._loader(trainer.data.train, train=True))
     per_step = ["forward", "loss", "after_backward", "step_end"]
-    expected = ["setup"]
+    expected = ["setup", "fit_start:0"]
     for e in range(2):
         expected += [f"epoch_start:{e}", *per_step * steps, f"epoch_end:{e}"]
     assert rec.calls == expected

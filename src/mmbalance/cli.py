@@ -42,21 +42,22 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    import torch
+
     from mmbalance.experiment import build_experiment, load_run_config
     from mmbalance.training.evaluate import evaluate
-    from mmbalance.training.trainer import Trainer, load_checkpoint_model
+    from mmbalance.training.trainer import load_checkpoint_model, make_loader
 
     config = load_run_config(args.run_dir)
-    data, model, method = build_experiment(config)
-    model.load_state_dict(
-        load_checkpoint_model(Path(args.run_dir) / "checkpoints" / f"{args.checkpoint}.pt")
-    )
-    trainer = Trainer(model, method, data, config, Path(args.run_dir) / "eval")
+    data, model, _ = build_experiment(config)
+    ckpt = Path(args.run_dir) / "checkpoints" / f"{args.checkpoint}.pt"
+    device = torch.device(config.train.device)
+    model.load_state_dict(load_checkpoint_model(ckpt))
+    model.to(device)
     metrics = {}
     for split in args.splits:
-        metrics.update(
-            evaluate(model, trainer.eval_loaders[split], data.num_classes, trainer.device, split)
-        )
+        loader = make_loader(getattr(data, split), config, train=False)
+        metrics.update(evaluate(model, loader, data.num_classes, device, split))
     print(json.dumps(metrics, indent=2))
     return 0
 

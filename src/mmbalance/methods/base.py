@@ -3,6 +3,7 @@
 One reading of :meth:`mmbalance.training.trainer.Trainer.train_epoch` shows where each hook
 acts::
 
+    on_fit_start(state)                                # once per fit (also after resume)
     on_epoch_start(state)
     for batch:
         output = forward(model, batch, state)          # alternating / padded passes
@@ -19,12 +20,15 @@ impossible combination is refused before training with a message saying what wou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from mmbalance.errors import CapabilityError
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
@@ -48,6 +52,10 @@ class TrainState:
     model: MultimodalModel
     optimizer: torch.optim.Optimizer
     device: torch.device
+    # Unshuffled loaders of the "train" and "val" splits, for methods that need statistics
+    # (class means, blend weights). There is deliberately no "test": nothing may select on it.
+    loaders: Mapping[str, DataLoader]
+    run_dir: Path
 
     @property
     def lr(self) -> float:
@@ -101,6 +109,9 @@ class Method:
 
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
         """Called once, after the model and optimiser exist and before any resume."""
+
+    def on_fit_start(self, state: TrainState) -> None:
+        """At the start of :meth:`Trainer.fit`, fresh or resumed (state already restored)."""
 
     # -- the loop ---------------------------------------------------------------------------
     def on_epoch_start(self, state: TrainState) -> None:

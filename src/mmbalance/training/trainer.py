@@ -77,27 +77,13 @@ class Trainer:
         self.best: dict[str, Any] | None = None  # {"epoch", "score"}
         self.logger = MetricsLogger(self.run_dir, config.train.tensorboard)
         self.eval_loaders = {
-            split: self._loader(getattr(data, split), train=False) for split in ("val", "test")
+            split: self._loader(getattr(data, split), train=False)
+            for split in ("train", "val", "test")
         }
 
     # -- data -------------------------------------------------------------------------------
     def _loader(self, dataset: Any, train: bool, epoch: int = 0) -> DataLoader:
-        cfg = self.config.data
-        batch = cfg.batch_size if train else cfg.eval_batch_size
-        # A last training batch of one sample breaks BatchNorm; drop it only in that case.
-        drop_last = train and len(dataset) % batch == 1
-        return DataLoader(
-            dataset,
-            batch_size=batch,
-            shuffle=train,
-            drop_last=drop_last,
-            num_workers=cfg.num_workers,
-            worker_init_fn=worker_init if cfg.num_workers else None,
-            # Evaluation gets a fixed generator too: DataLoader draws a worker base seed from it
-            # (or from the global RNG if absent) every time it is iterated.
-            generator=epoch_generator(self.config.seed, epoch if train else -1),
-            pin_memory=self.device.type == "cuda",
-        )
+        return make_loader(dataset, self.config, train, epoch)
 
     def _show_progress(self) -> bool:
         mode = self.config.train.progress
@@ -114,6 +100,8 @@ class Trainer:
             model=self.model,
             optimizer=self.optimizer,
             device=self.device,
+            loaders={"train": self.eval_loaders["train"], "val": self.eval_loaders["val"]},
+            run_dir=self.run_dir,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -229,6 +217,7 @@ class Trainer:
         """Train for the remaining epochs, select on validation, report test at that epoch."""
         cfg = self.config.train
         start = time.perf_counter()
+        self.method.on_fit_start(self._state(self.epoch, 0, 0))
         for epoch in range(self.epoch, cfg.epochs):
             t0 = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
@@ -288,6 +277,26 @@ class Trainer:
         return RunResult(
             str(self.run_dir), self.best["epoch"], val, test, self.epoch, seconds, rows
         )
+
+
+def make_loader(dataset: Any, config: ExperimentConfig, train: bool, epoch: int = 0) -> DataLoader:
+    """A training loader (shuffled by the epoch's generator) or an evaluation loader."""
+    cfg = config.data
+    batch = cfg.batch_size if train else cfg.eval_batch_size
+    # A last training batch of one sample breaks BatchNorm; drop it only in that case.
+    drop_last = train and len(dataset) % batch == 1
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=train,
+        drop_last=drop_last,
+        num_workers=cfg.num_workers,
+        worker_init_fn=worker_init if cfg.num_workers else None,
+        # Evaluation gets a fixed generator too: DataLoader draws a worker base seed from it
+        # (or from the global RNG if absent) every time it is iterated.
+        generator=epoch_generator(config.seed, epoch if train else -1),
+        pin_memory=config.train.device.startswith("cuda"),
+    )
 
 
 def load_checkpoint_model(path: str | Path) -> dict[str, Any]:
