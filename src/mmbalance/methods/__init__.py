@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from mmbalance.errors import ConfigError
+from mmbalance.methods.aim import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.joint import Joint
 from mmbalance.methods.unimodal import Unimodal
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Joint, Unimodal)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Joint, Unimodal, AIM)}
 
 
 def list_methods() -> list[str]:

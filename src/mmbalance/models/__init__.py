@@ -1,6 +1,6 @@
 """Block-structured multimodal models."""
 
-from mmbalance.models.base import BlockEncoder, FeatureInfo, Intermediates, per_sample
+from mmbalance.models.base import BlockEncoder, FeatureInfo, Intermediates, eval_mode, per_sample
 from mmbalance.models.builder import ENCODERS, build_encoder, build_model
 from mmbalance.models.fusion import FUSIONS, Fusion, FusionConfig, create_fusion
 from mmbalance.models.mlp import MLPConfig, MLPEncoder
@@ -28,5 +28,6 @@ __all__ = [
     "build_encoder",
     "build_model",
     "create_fusion",
+    "eval_mode",
     "per_sample",
 ]

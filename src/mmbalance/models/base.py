@@ -8,6 +8,8 @@ for every family: ResNet18 stages, Transformer layers, MLP hidden layers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -96,10 +98,30 @@ class BlockEncoder(nn.Module):
             inter = self.forward_intermediates(torch.zeros(1, *sample_shape, device=device))
         finally:
             self.train(was_training)
+        # "channels" is the width of the block output once pooled like the final feature
+        # (conv channels, Transformer d_model, MLP width): what a per-depth probe reads.
         return [
-            FeatureInfo(d + 1, int(out.shape[1]), tuple(out.shape[1:]), f"blocks.{d}")
+            FeatureInfo(
+                d + 1,
+                int(self.pool(out, inter.frames).shape[1]),
+                tuple(out.shape[1:]),
+                f"blocks.{d}",
+            )
             for d, out in enumerate(inter.outputs)
         ]
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run ``module`` in eval mode (no BN statistic updates, no dropout), then restore each
+    sub-module's own training flag."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def per_sample(h: Tensor, frames: int) -> Tensor:

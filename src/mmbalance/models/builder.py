@@ -137,4 +137,4 @@ def build_model(
     init_weights(fusion)
     init_weights(head)
     heads = UnimodalHeads(dims, num_classes) if model_cfg.unimodal_heads else None
-    return MultimodalModel(encoders, fusion, head, heads)
+    return MultimodalModel(encoders, fusion, head, heads, {m: tuple(s) for m, s in shapes.items()})

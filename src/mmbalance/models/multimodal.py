@@ -58,8 +58,12 @@ class MultimodalModel(nn.Module):
         fusion: Fusion,
         head: nn.Linear,
         unimodal_heads: UnimodalHeads | None = None,
+        input_shapes: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         super().__init__()
+        # Per-sample input shape of each modality, when known: what per-depth methods need to
+        # make prototypes or probe shapes (``BlockEncoder.feature_info``).
+        self.input_shapes = dict(input_shapes or {})
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
         self.head = head

@@ -1,0 +1,363 @@
+"""AIM: Adaptive Intra-Network Modulation (Shen, Chen, Zhang; arXiv 2508.19769).
+
+Implements ``shared/design/aim.md`` sections 1-7. Per training step, for every depth d and
+modality m (Algorithm 1):
+
+- the original block output ``E_d^m(I_d^m)`` is scored against the depth-d prototypes:
+  ``s_d^m`` and ``L_d^m`` (Eqs. 9-10);
+- PAM: the decoupler splits each block weight into ``theta_b`` (auxiliary) and ``theta_g``
+  (complementary) (Eq. 7); the auxiliary block ``E~_d^m`` (original code, ``theta_b`` weights)
+  gives ``s~_d^m``, ``L~_d^m``; ``L_d = sum_m rho L + rho~ L~`` (Eqs. 11-12), and the auxiliary
+  loss reaches the original weights through the decoupler's Jacobian (Eq. 13);
+- DAM: ``alpha_d`` = coefficient of variation of ``s_d`` over modalities (Eq. 14);
+  ``L_mod = sum_d alpha_d L_d`` (Eq. 15);
+- the decoupler trains on ``L_pdm = L_g + L_re`` (Eq. 8) and nothing else trains it;
+- DAP (Eqs. 3-6) trains with the model frozen: ``dap_steps`` steps after each phase-1 epoch,
+  one step per training step in phase 2.
+
+Phase 1 (epochs < ``start_epoch`` E): the model trains with cross-entropy (Eq. 2) only.
+Phase 2: ``CE + lambda_mod * L_mod``. Inference uses the plain model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmbalance.aim import functional as AF
+from mmbalance.aim.blocks import call_with_weights
+from mmbalance.aim.decoupler import Decoupler
+from mmbalance.aim.prototypes import DepthAdaptivePrototypes, represent
+from mmbalance.errors import CapabilityError, ConfigError
+from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.structured import check_positive
+
+
+@dataclass
+class AIMOptions:
+    """``method.options`` of ``aim``; defaults are the spec's (``aim.md``)."""
+
+    start_epoch: int = 5  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
+    lambda_mod: float = 1.0  # weight of L_mod beside CE in phase 2
+    # PDM (s. 3)
+    latent_dim: int = 512
+    decoupler: Literal["rowwise", "layer"] = "rowwise"
+    decoupler_budget: int = 200_000_000  # max decoupler parameters ('layer' is refused above)
+    decoupler_lr: float = 1e-3  # Adam
+    pdm_during_modulation: bool = True
+    # DAP (s. 1-2)
+    dap_steps: int = 100  # Adam steps after each phase-1 epoch
+    dap_lr: float = 1e-2
+    dap_init: Literal["mean", "zeros"] = "mean"
+    dap_distance: Literal["flat", "pooled"] = "flat"
+    dap_temperature: float = 1.0
+    # Ablations (s. 7)
+    pam: bool = True  # False: "w/o PAM" (no decoupler, no auxiliary blocks)
+    dam: bool = True  # False: "w/o DAM" (every alpha_d = 1)
+    scores: Literal["prototype", "label"] = "prototype"  # "label": AIM-label (Table V)
+    only_auxiliary: bool = False  # Fig. 5b: original blocks' weight in Eq. 11 set to 0
+    label_head_lr: float = 1e-3  # Adam, AIM-label's per-depth heads
+
+    def validate(self, where: str) -> None:
+        check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
+        check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
+        for name in ("latent_dim", "decoupler_budget", "decoupler_lr", "dap_lr", "label_head_lr"):
+            check_positive(getattr(self, name), f"{where}.{name}")
+        check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
+        check_positive(self.dap_temperature, f"{where}.dap_temperature")
+        if self.only_auxiliary and not self.pam:
+            raise ConfigError(
+                f"{where}.only_auxiliary: needs pam: true (without PAM there are no auxiliary "
+                "blocks)"
+            )
+
+
+class LabelHeads(nn.Module):
+    """AIM-label: ``Linear(C_d, K)`` per (modality, depth) on pooled block outputs."""
+
+    def __init__(self, model: MultimodalModel, num_classes: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict()
+        for m, enc in model.encoders.items():
+            info = enc.feature_info(model.input_shapes[m])
+            self.heads[m] = nn.ModuleList(nn.Linear(i.channels, num_classes) for i in info)
+
+
+class AIM(Method):
+    """Adaptive Intra-Network Modulation (DAP + PAM + DAM)."""
+
+    name = "aim"
+    description = "AIM: depth-adaptive prototypes, parameter decoupling, PAM + DAM (2508.19769)"
+    Options = AIMOptions
+    min_modalities = 2
+    needs_intermediates = True
+
+    def __init__(self, options: AIMOptions | None = None) -> None:
+        super().__init__(options)
+        self.dap: DepthAdaptivePrototypes | None = None
+        self.decoupler: Decoupler | None = None
+        self.label_heads: LabelHeads | None = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._protos: dict[str, list[Tensor]] | None = None
+        self._diag: dict[str, float] = defaultdict(float)
+        self._diag_count = 0
+        self._dap_last: dict[str, float] = {}
+
+    # -- construction -----------------------------------------------------------------------
+    def check(self, model: MultimodalModel, fusion: str) -> None:
+        super().check(model, fusion)
+        depths = {m: e.depth for m, e in model.encoders.items()}
+        if len(set(depths.values())) != 1:
+            raise CapabilityError(
+                f"method 'aim' needs every encoder to have the same number of blocks D (Eq. 14 "
+                f"compares modalities depth by depth); got {depths}. Set the encoders' depth "
+                "(resnet18: 4; transformer: layers; mlp: len(hidden)) to one value."
+            )
+        missing = [m for m in model.modalities if m not in model.input_shapes]
+        if missing:
+            raise CapabilityError(
+                f"method 'aim' needs the per-sample input shape of {missing} for its prototypes; "
+                "build the model with mmbalance.build_model (it records them)"
+            )
+
+    def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
+        o = self.options
+        device = next(model.parameters()).device
+        num_classes = model.head.out_features
+        if o.scores == "prototype":
+            self.dap = DepthAdaptivePrototypes(model.input_shapes, num_classes).to(device)
+            self.optimizers["dap"] = torch.optim.Adam(self.dap.parameters(), lr=o.dap_lr)
+        else:
+            self.label_heads = LabelHeads(model, num_classes).to(device)
+            self.optimizers["label_heads"] = torch.optim.Adam(
+                self.label_heads.parameters(), lr=o.label_head_lr
+            )
+        if o.pam:
+            self.decoupler = Decoupler(model, o.latent_dim, o.decoupler, o.decoupler_budget).to(
+                device
+            )
+            self.optimizers["decoupler"] = torch.optim.Adam(
+                self.decoupler.parameters(), lr=o.decoupler_lr
+            )
+
+    def on_fit_start(self, state: TrainState) -> None:
+        # A resumed run drops orthogonality rows of epochs it will redo.
+        path = orthogonality_path(state.run_dir)
+        if path.is_file():
+            keep = [
+                r for r in path.read_text().splitlines() if json.loads(r)["epoch"] < state.epoch
+            ]
+            path.write_text("".join(r + "\n" for r in keep))
+        if self.dap is not None and not bool(self.dap.ready):
+            # One streaming pass over the (unshuffled) training split: Xbar^{m,k} of Eq. 4.
+            self.dap.fit_class_means(state.loaders["train"], self.options.dap_init)
+
+    def _owned_modules(self) -> list[nn.Module]:
+        return [x for x in (self.decoupler, self.label_heads) if x is not None]
+
+    # -- per step ---------------------------------------------------------------------------
+    def forward(
+        self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
+    ) -> ModelOutput:
+        for module in self._owned_modules():
+            module.zero_grad(set_to_none=True)
+        if self.dap is not None:
+            # Eq. 6 with the current model: the prototypes are constants in every loss below.
+            self._protos = self.dap.propagate(model, self.options.dap_distance)
+        return model(batch["inputs"], return_intermediates=True)
+
+    def _logits(self, model: MultimodalModel, m: str, d: int, h: Tensor, frames: int) -> Tensor:
+        """Logits of a block output at depth d: prototype distances (Eqs. 9-10) or, for
+        AIM-label, the depth's linear head used as a constant."""
+        enc = model.encoders[m]
+        if self.label_heads is not None:
+            head = self.label_heads.heads[m][d]
+            return F.linear(enc.pool(h, frames), head.weight.detach(), head.bias.detach())
+        assert self._protos is not None
+        rep = represent(enc, h, frames, self.options.dap_distance)
+        return AF.prototype_logits(rep, self._protos[m][d], self.options.dap_temperature)
+
+    def loss(
+        self, output: ModelOutput, batch: dict[str, Any], state: TrainState
+    ) -> dict[str, Tensor]:
+        o = self.options
+        model = state.model
+        y = batch["label"]
+        modulate = state.epoch >= o.start_epoch
+        terms: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits, y)}
+        assert output.intermediates is not None
+        mods = model.modalities
+        depth = model.encoders[mods[0]].depth
+        s = torch.zeros(depth, len(mods), device=y.device)
+        s_aux = torch.zeros_like(s)
+        losses: list[list[Tensor]] = [[] for _ in range(depth)]
+        losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]
+        pdm_terms: list[Tensor] = []
+        label_terms: list[Tensor] = []
+        mask_sum, mask_n, rec_sum = 0.0, 0, 0.0
+        for j, m in enumerate(mods):
+            enc = model.encoders[m]
+            inter = output.intermediates[m]
+            for d, block in enumerate(enc.blocks):
+                h, inp = inter.outputs[d], inter.inputs[d]
+                with torch.set_grad_enabled(modulate):
+                    s[d, j], loss_md = AF.score_and_loss(
+                        self._logits(model, m, d, h, inter.frames), y
+                    )
+                losses[d].append(loss_md)
+                if self.label_heads is not None:
+                    head = self.label_heads.heads[m][d]
+                    label_terms.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
+                if self.decoupler is None:
+                    continue
+                # Auxiliary block E~_d^m: decoupler constant, gradient to W through it (Eq. 13).
+                with torch.set_grad_enabled(modulate):
+                    dec = self.decoupler.decouple(
+                        m, d, block, detach_params=True, detach_weights=False, need_comp=False
+                    )
+                    aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, inp)
+                    s_aux[d, j], loss_aux = AF.score_and_loss(
+                        self._logits(model, m, d, aux_out, inter.frames), y
+                    )
+                losses_aux[d].append(loss_aux)
+                if modulate and not o.pdm_during_modulation:
+                    continue
+                # L_pdm (Eq. 8): W, I_d and the block's own 1-D parameters detached -> it
+                # trains the decoupler only.
+                dec = self.decoupler.decouple(
+                    m, d, block, detach_params=False, detach_weights=True, need_aux=False
+                )
+                comp_out = call_with_weights(
+                    block, {n: x.comp for n, x in dec.items()}, inp.detach(), detach_rest=True
+                )
+                _, l_g = AF.score_and_loss(self._logits(model, m, d, comp_out, inter.frames), y)
+                params = dict(block.named_parameters())
+                l_re = torch.stack(
+                    [AF.reconstruction_loss(params[n].detach(), x.recon) for n, x in dec.items()]
+                ).mean()
+                pdm_terms.append(l_g + l_re)
+                mask_sum += sum(float(x.mask.detach().mean()) for x in dec.values())
+                mask_n += len(dec)
+                rec_sum += float(l_re.detach())
+        if pdm_terms:
+            terms["pdm"] = torch.stack(pdm_terms).sum()
+        if label_terms:
+            terms["label_heads"] = torch.stack(label_terms).sum()
+        alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=y.device)
+        rho = torch.zeros_like(s)
+        rho_aux = torch.zeros_like(s)
+        for d in range(depth):
+            r, r_aux = AF.pam_weights(s[d], s_aux[d] if self.decoupler is not None else None)
+            rho[d] = r
+            if r_aux is not None:
+                rho_aux[d] = r_aux
+        if modulate:
+            weights_orig = torch.zeros_like(rho) if o.only_auxiliary else rho
+            depth_losses = torch.stack(
+                [
+                    AF.pam_loss(
+                        torch.stack(losses[d]),
+                        weights_orig[d],
+                        torch.stack(losses_aux[d]) if losses_aux[d] else None,
+                        rho_aux[d] if losses_aux[d] else None,
+                    )
+                    for d in range(depth)
+                ]
+            )
+            terms["mod"] = o.lambda_mod * AF.modulation_loss(alpha, depth_losses)
+        self._record(mods, s, s_aux, alpha, rho, rho_aux, mask_sum / max(mask_n, 1), rec_sum)
+        return terms
+
+    def _record(
+        self,
+        mods: list[str],
+        s: Tensor,
+        s_aux: Tensor,
+        alpha: Tensor,
+        rho: Tensor,
+        rho_aux: Tensor,
+        mask_density: float,
+        rec: float,
+    ) -> None:
+        """Accumulate the per-step diagnostics of spec s. 8 (averaged per epoch)."""
+        diag = self._diag
+        for d in range(s.shape[0]):
+            diag[f"alpha_d{d + 1}"] += float(alpha[d])
+            for j, m in enumerate(mods):
+                diag[f"s_{m}_d{d + 1}"] += float(s[d, j])
+                diag[f"rho_{m}_d{d + 1}"] += float(rho[d, j])
+                if self.decoupler is not None:
+                    diag[f"saux_{m}_d{d + 1}"] += float(s_aux[d, j])
+                    diag[f"rhoaux_{m}_d{d + 1}"] += float(rho_aux[d, j])
+        if self.decoupler is not None:
+            diag["mask_density"] += mask_density
+            diag["recon_error"] += rec
+        self._diag_count += 1
+
+    def on_step_end(self, state: TrainState) -> None:
+        for name in ("decoupler", "label_heads"):
+            if name in self.optimizers:
+                self.optimizers[name].step()
+        if self.dap is not None and state.epoch >= self.options.start_epoch:
+            self._dap_last = self.dap.step(state.model, self.optimizers["dap"])
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float]:
+        if self.dap is not None and state.epoch < self.options.start_epoch:
+            for _ in range(self.options.dap_steps):  # phase 1: DAP with the model frozen
+                self._dap_last = self.dap.step(state.model, self.optimizers["dap"])
+        if self.dap is not None:
+            matrices = self.orthogonality(state.model)
+            row = {
+                "epoch": state.epoch,
+                "matrices": {m: [o.tolist() for o in os] for m, os in matrices.items()},
+            }
+            with orthogonality_path(state.run_dir).open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+        n = max(self._diag_count, 1)
+        out = {k: v / n for k, v in self._diag.items()}
+        out.update(self._dap_last)
+        out["phase"] = 2.0 if state.epoch >= self.options.start_epoch else 1.0
+        self._diag.clear()
+        self._diag_count = 0
+        return out
+
+    # -- diagnostics ------------------------------------------------------------------------
+    @torch.no_grad()
+    def orthogonality(self, model: MultimodalModel) -> dict[str, list[Tensor]]:
+        """Eq. 16 for every (modality, depth): ``[K, K]`` cosine similarity of the prototypes."""
+        if self.dap is None:
+            return {}
+        protos = self.dap.propagate(model, "flat")
+        return {m: [AF.orthogonality(p) for p in ps] for m, ps in protos.items()}
+
+    # -- exact resume -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "dap": self.dap.state_dict() if self.dap is not None else None,
+            "decoupler": self.decoupler.state_dict() if self.decoupler is not None else None,
+            "label_heads": self.label_heads.state_dict() if self.label_heads is not None else None,
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "dap_last": dict(self._dap_last),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("dap", "decoupler", "label_heads"):
+            module = getattr(self, name)
+            if module is not None:
+                module.load_state_dict(state[name])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        self._dap_last = dict(state["dap_last"])
+
+
+def orthogonality_path(run_dir: Path) -> Path:
+    """Where AIM writes the per-epoch prototype orthogonality matrices (Eq. 16, Fig. 4)."""
+    return Path(run_dir) / "aim_orthogonality.jsonl"

@@ -1,0 +1,302 @@
+"""AIM as a method: gradient routing (Eq. 13), BatchNorm safety, DAP, phases, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+from mmbalance.aim.decoupler import decoupler_size
+from mmbalance.errors import CapabilityError
+from mmbalance.experiment import build_experiment, run_experiment
+from mmbalance.methods.aim import AIM, AIMOptions
+from mmbalance.models.resnet import ResNet18Encoder
+from mmbalance.training.trainer import Trainer
+
+AIM_FAST = {"latent_dim": 8, "dap_steps": 3, "start_epoch": 0}
+
+
+def _setup(tmp_path: Path, method_options: dict | None = None, **sections: Any):
+    cfg = tiny_config(
+        tmp_path,
+        method={"name": "aim", "options": {**AIM_FAST, **(method_options or {})}},
+        **sections,
+    )
+    data, model, method = build_experiment(cfg)
+    trainer = Trainer(model, method, data, cfg, tmp_path / "run")
+    state = trainer._state(0, 0, 1)
+    method.on_fit_start(state)
+    batch = next(iter(trainer._loader(data.train, train=True)))
+    return trainer, method, model, batch, state
+
+
+def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor | None]:
+    return list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
+
+
+def _nonzero(g: torch.Tensor | None) -> bool:
+    return g is not None and bool(g.abs().sum() > 0)
+
+
+def test_eq13_auxiliary_loss_reaches_original_weights_through_the_decoupler_only(
+    tmp_path: Path,
+) -> None:
+    # One block per encoder, no norm: a block is relu(x @ W^T + b) and its auxiliary block
+    # relu(x @ theta_b^T + b), both recomputed here by hand from the weights.
+    _trainer, method, model, batch, state = _setup(
+        tmp_path,
+        {"only_auxiliary": True, "dam": False, "pdm_during_modulation": False},
+        model={"encoder": {"type": "mlp", "hidden": [6], "norm": "none"}},
+    )
+    out = method.forward(model, batch, state)
+    terms = method.loss(out, batch, state)
+    assert set(terms) == {"ce", "mod"}
+    assert all(g is None for g in _grads(terms["mod"], list(method.decoupler.parameters())))
+    y = batch["label"]
+    protos = method.dap.propagate(model, "flat")
+    s, s_aux, loss_aux = [], [], []
+    for m in model.modalities:
+        block = model.encoders[m].blocks[0][0]  # the Linear of the only block
+        layer = method.decoupler.layers[m][0]["0__weight"]
+        lat = block.weight @ layer.phi_lat.weight.detach().T + layer.phi_lat.bias.detach()
+        mask = torch.sigmoid(lat @ layer.phi_mask.weight.detach().T + layer.phi_mask.bias.detach())
+        theta_b = (lat * mask) @ layer.psi.weight.detach().T + layer.psi.bias.detach()  # Eq. 7
+        x = batch["inputs"][m]
+        for weight, scores, losses in ((block.weight, s, None), (theta_b, s_aux, loss_aux)):
+            h = torch.relu(x @ weight.T + block.bias)
+            logits = -torch.sqrt(((h[:, None] - protos[m][0][None]) ** 2).sum(-1) + 1e-8)
+            scores.append(logits.softmax(1)[torch.arange(len(y)), y].mean().detach())
+            if losses is not None:
+                losses.append(F.cross_entropy(logits, y))
+    e, e_aux = torch.exp(-torch.stack(s)), torch.exp(-torch.stack(s_aux))
+    rho_aux = e_aux / (e.sum() + e_aux.sum())  # Eq. 12
+    # L_mod = rho~ . L~ (one depth, alpha = 1, original weights zero): its gradient w.r.t. W is
+    # J_pdm(W)^T g_theta_b (Eq. 13).
+    expected_loss = (rho_aux * torch.stack(loss_aux)).sum()
+    assert terms["mod"].item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    for m in model.modalities:
+        block = model.encoders[m].blocks[0][0]
+        got = _grads(terms["mod"], [block.weight, block.bias])
+        expected = torch.autograd.grad(expected_loss, [block.weight, block.bias], retain_graph=True)
+        assert _nonzero(got[0])
+        assert torch.allclose(got[0], expected[0], atol=1e-6)
+        assert torch.allclose(got[1], expected[1], atol=1e-6)
+
+
+def test_l_pdm_moves_only_the_decoupler(tmp_path: Path) -> None:
+    _trainer, method, model, batch, state = _setup(tmp_path, {"start_epoch": 5})  # phase 1
+    out = method.forward(model, batch, state)
+    terms = method.loss(out, batch, state)
+    assert "mod" not in terms and "pdm" in terms
+    model_grads = _grads(terms["pdm"], list(model.parameters()))
+    assert all(g is None or not g.abs().sum() for g in model_grads)
+    dec_grads = _grads(terms["pdm"], list(method.decoupler.parameters()))
+    assert all(_nonzero(g) for g in dec_grads)
+
+
+def test_phase_two_loss_trains_model_and_keeps_decoupler_gradients_pdm_only(tmp_path: Path) -> None:
+    _trainer, method, model, batch, state = _setup(tmp_path)
+    out = method.forward(model, batch, state)
+    terms = method.loss(out, batch, state)
+    assert set(terms) == {"ce", "mod", "pdm"}
+    enc_params = [p for p in model.encoders.parameters()]
+    assert any(_nonzero(g) for g in _grads(terms["mod"], enc_params))
+    assert all(g is None for g in _grads(terms["mod"], list(method.decoupler.parameters())))
+
+
+def test_auxiliary_and_complementary_passes_leave_batchnorm_statistics_untouched(
+    tmp_path: Path,
+) -> None:
+    opts = {
+        "num_samples": 48,
+        "num_classes": 3,
+        "modalities": {
+            "a": {"shape": [3, 8, 8], "strength": 3.0},
+            "b": {"shape": [1, 8, 8], "strength": 1.0},
+        },
+    }
+    _trainer, method, model, batch, state = _setup(
+        tmp_path,
+        data={"options": opts, "batch_size": 16},
+        model={"encoder": {"type": "resnet18", "width": 0.0625, "small_input": True}},
+    )
+
+    def bn_stats():
+        return {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+            if "running" in k or "num_batches" in k
+        }
+
+    before = bn_stats()
+    with torch.no_grad():
+        method.dap.propagate(model, "flat")  # Eq. 6 runs in eval mode
+    assert all(torch.equal(v, bn_stats()[k]) for k, v in before.items())
+    out = method.forward(model, batch, state)
+    after_forward = bn_stats()  # the real training forward updates them, as it should
+    assert any(not torch.equal(v, after_forward[k]) for k, v in before.items())
+    terms = method.loss(out, batch, state)
+    assert {"mod", "pdm"} <= set(terms)
+    assert all(torch.equal(v, bn_stats()[k]) for k, v in after_forward.items())
+
+
+def test_dap_training_leaves_model_weights_and_bn_statistics_untouched(tmp_path: Path) -> None:
+    opts = {
+        "num_samples": 48,
+        "num_classes": 3,
+        "modalities": {
+            "a": {"shape": [3, 8, 8], "strength": 3.0},
+            "b": {"shape": [2, 8, 8], "strength": 1.0},
+        },
+    }
+    _trainer, method, model, _batch, _state = _setup(
+        tmp_path,
+        data={"options": opts, "batch_size": 16},
+        model={"encoder": {"type": "resnet18", "width": 0.0625, "small_input": True}},
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    protos = {m: p.detach().clone() for m, p in method.dap.prototypes.items()}
+    for _ in range(3):
+        method.dap.step(model, method.optimizers["dap"])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(p.grad is None for p in model.parameters())
+    assert any(not torch.equal(protos[m], method.dap.prototypes[m]) for m in protos)
+    assert model.training  # eval mode was only for the prototype pass
+
+
+def test_class_means_and_prototype_initialisation(tmp_path: Path) -> None:
+    trainer, method, model, _batch, _state = _setup(tmp_path)
+    train = trainer.data.train
+    for m in model.modalities:
+        for k in range(3):
+            expected = train.inputs[m][train.labels == k].mean(0)
+            assert torch.allclose(method.dap.class_mean(m)[k], expected, atol=1e-5)
+        assert torch.equal(method.dap.prototypes[m].detach(), method.dap.class_mean(m))
+    assert method.dap.reconstruction_loss().item() == 0.0  # identity decoder at the means
+
+
+def test_phase_switch_at_start_epoch_and_phase_one_equals_joint_training(tmp_path: Path) -> None:
+    aim = run_experiment(
+        tiny_config(tmp_path, method={"name": "aim", "options": {**AIM_FAST, "start_epoch": 2}}),
+        tmp_path / "aim",
+    )
+    joint = run_experiment(tiny_config(tmp_path, train={"epochs": 2}), tmp_path / "joint")
+    assert [r["method_phase"] for r in aim.history] == [1.0, 1.0, 2.0]
+    assert ["train_mod" in r for r in aim.history] == [False, False, True]
+    # Phase 1 trains the model with CE alone: the same trajectory as joint training.
+    for a, j in zip(aim.history[:2], joint.history, strict=True):
+        assert a["val_acc"] == j["val_acc"] and a["train_ce"] == pytest.approx(
+            j["train_ce"], rel=1e-6
+        )
+    assert (tmp_path / "aim" / "aim_orthogonality.jsonl").read_text().count("\n") == 3
+
+
+class CrashingAIM(AIM):
+    def on_epoch_start(self, state) -> None:
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_resume_mid_run_restores_prototypes_decoupler_and_optimisers_exactly(
+    tmp_path: Path,
+) -> None:
+    options = {**AIM_FAST, "start_epoch": 1}
+    cfg = tiny_config(tmp_path, method={"name": "aim", "options": options}, train={"epochs": 4})
+
+    def trainer(run: str, cls=AIM) -> Trainer:
+        data, model, _ = build_experiment(cfg)
+        return Trainer(model, cls(AIMOptions(**options)), data, cfg, tmp_path / run)
+
+    full = trainer("full")
+    full_result = full.fit()
+    crashed = trainer("crash", CrashingAIM)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    resumed = trainer("crash")
+    resumed.resume()
+    result = resumed.fit()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]  # noqa: E731
+    assert strip(result.history) == strip(full_result.history)
+    a, b = full.method.state_dict(), resumed.method.state_dict()
+    for part in ("dap", "decoupler"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
+    for name, opt_state in a["optimizers"].items():
+        for idx, st in opt_state["state"].items():
+            for k, v in st.items():
+                assert torch.equal(
+                    torch.as_tensor(v), torch.as_tensor(b["optimizers"][name]["state"][idx][k])
+                ), (name, k)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pam": False},  # w/o PAM
+        {"dam": False},  # w/o DAM
+        {"scores": "label"},  # AIM-label
+        {"only_auxiliary": True},
+        {"dap_distance": "pooled", "dap_temperature": 4.0},
+        {"decoupler": "layer"},  # literal reading: fits at this size
+    ],
+)
+def test_ablations_train(tmp_path: Path, options: dict) -> None:
+    result = run_experiment(
+        tiny_config(
+            tmp_path,
+            method={"name": "aim", "options": {**AIM_FAST, **options}},
+            train={"epochs": 2},
+        ),
+        tmp_path / "run",
+    )
+    last = result.history[-1]
+    assert last["train_mod"] > 0 and result.test["test_acc"] > 0.5
+    if options.get("pam") is False:
+        assert "train_pdm" not in last and "method_saux_a_d1" not in last
+    if options.get("scores") == "label":
+        assert "train_label_heads" in last
+
+
+def test_literal_layer_decoupler_is_refused_when_over_budget(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        method={
+            "name": "aim",
+            "options": {**AIM_FAST, "decoupler": "layer", "decoupler_budget": 10_000},
+        },
+    )
+    data, model, method = build_experiment(cfg)
+    with pytest.raises(CapabilityError) as err:
+        Trainer(model, method, data, cfg, tmp_path / "run")
+    msg = str(err.value)
+    size = decoupler_size(model, 8, "layer")
+    assert f"{size:,}" in msg and "10,000" in msg and "rowwise" in msg
+
+
+def test_rowwise_decoupler_size_for_full_resnet18_matches_the_spec() -> None:
+    class One(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoders = torch.nn.ModuleDict({"v": ResNet18Encoder(3)})
+
+    size = decoupler_size(One(), 512, "rowwise")  # type: ignore[arg-type]
+    assert 36.0e6 < size < 37.5e6  # aim.md s. 3: 36.7 M per modality
+    assert decoupler_size(One(), 512, "layer") > 11e9  # the literal reading: ~11.4 B
+
+
+def test_unequal_depths_are_refused(tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        method={"name": "aim", "options": AIM_FAST},
+        model={
+            "encoder": {"type": "mlp", "hidden": [8, 8]},
+            "encoders": {"b": {"type": "mlp", "hidden": [8]}},
+        },
+    )
+    data, model, method = build_experiment(cfg)
+    with pytest.raises(CapabilityError, match="same number of blocks"):
+        Trainer(model, method, data, cfg, tmp_path / "run")
