@@ -300,3 +300,74 @@ def test_unequal_depths_are_refused(tmp_path: Path) -> None:
     data, model, method = build_experiment(cfg)
     with pytest.raises(CapabilityError, match="same number of blocks"):
         Trainer(model, method, data, cfg, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("modalities", "encoder", "fusion", "optim"),
+    [
+        (
+            {"a": [3, 8, 8], "b": [1, 8, 8]},
+            {"type": "resnet18", "width": 0.0625, "small_input": True},
+            "concat",
+            "sgd",
+        ),
+        (
+            {"a": [3, 2, 8, 8], "b": [2, 2, 8, 8]},
+            {"type": "resnet18", "width": 0.0625, "small_input": True},
+            "film",
+            "adam",
+        ),
+        (
+            {"a": [5, 6], "b": [4, 3], "c": [5, 2]},
+            {"type": "transformer", "d_model": 8, "layers": 2, "heads": 2},
+            "gated",
+            "adamw",
+        ),
+        (
+            {"a": [12], "b": [10], "c": [6], "d": [4]},
+            {"type": "mlp", "hidden": [8, 8]},
+            "sum",
+            "adamw",
+        ),
+    ],
+)
+def test_aim_runs_on_every_encoder_family_fusion_and_optimiser(
+    tmp_path: Path, modalities: dict, encoder: dict, fusion: str, optim: str
+) -> None:
+    options = {
+        "num_samples": 48,
+        "num_classes": 3,
+        "modalities": {m: {"shape": s, "strength": 2.0} for m, s in modalities.items()},
+    }
+    result = run_experiment(
+        tiny_config(
+            tmp_path,
+            data={"options": options, "batch_size": 16},
+            model={"encoder": encoder, "fusion": fusion},
+            method={"name": "aim", "options": AIM_FAST},
+            optim={"name": optim, "lr": 1e-3},
+            train={"epochs": 2},
+        ),
+        tmp_path / "run",
+    )
+    last = result.history[-1]
+    depth = len(encoder.get("hidden", [])) or encoder.get("layers", 4)
+    for m in modalities:
+        for d in range(1, depth + 1):
+            assert 0.0 < last[f"method_s_{m}_d{d}"] <= 1.0
+            assert 0.0 < last[f"method_saux_{m}_d{d}"] <= 1.0
+    assert last["train_mod"] > 0 and all(
+        v is None or v == v for v in last.values()
+    )  # no NaN anywhere
+
+
+def test_pdm_batch_fraction_runs_the_complementary_pass_on_a_sub_batch(tmp_path: Path) -> None:
+    _t, method, model, batch, state = _setup(tmp_path, {"pdm_batch_fraction": 0.25})
+    seen: list[int] = []
+    block = model.encoders["a"].blocks[0]
+    handle = block.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    out = method.forward(model, batch, state)  # K prototypes (Eq. 6), then the whole batch
+    method.loss(out, batch, state)  # auxiliary pass (whole batch) + complementary pass (quarter)
+    handle.remove()
+    b = batch["label"].shape[0]
+    assert seen == [3, b, b, -(-b // 4)]  # ceil(B / 4)

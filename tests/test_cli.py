@@ -121,3 +121,21 @@ def test_run_killed_mid_training_resumes_to_the_uninterrupted_metrics(tmp_path: 
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
+
+
+def test_no_argument_train_runs_aim_then_joint_and_compares(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "default"
+    args = ["train", "--out", str(out), "--train.epochs=2", "--method.options.start_epoch=1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "test split" in text and "aim" in text and "joint" in text
+    assert "fac accuracy" in text and "mor accuracy" in text
+    aim = json.loads((out / "summary.json").read_text())
+    joint = json.loads((tmp_path / "default-joint-baseline" / "summary.json").read_text())
+    line = next(ln for ln in text.splitlines() if ln.startswith("fused accuracy"))
+    assert line.split()[-2:] == [
+        f"{aim['test']['test_acc']:.4f}",
+        f"{joint['test']['test_acc']:.4f}",
+    ]
+    cfg = yaml.safe_load((tmp_path / "default-joint-baseline" / "config.yaml").read_text())
+    assert cfg["method"] == {"name": "joint", "options": {}} and cfg["seed"] == 0

@@ -192,3 +192,16 @@ def test_mfeat_reads_original_uci_files_in_row_order(tmp_path: Path) -> None:
     (tmp_path / "mfeat-mor").write_text("1 2 3\n")
     with pytest.raises(DataError, match=r"mfeat-mor' has shape \(3,\); expected \(2000, 6\)"):
         build_data(DataConfig(name="mfeat", modalities=["mor"], options={"root": str(tmp_path)}))
+
+
+def test_synthetic_resolution_merges_classes_modulo_r() -> None:
+    opts = SyntheticOptions(
+        modalities={"coarse": SyntheticModality([16], strength=6.0, noise=0.1, resolution=2)},
+        num_classes=4,
+        num_samples=2000,
+    )
+    x, y = generate_synthetic(opts)
+    acc_pairs = _nearest_mean_accuracy(x["coarse"], y % 2)
+    acc_full = _nearest_mean_accuracy(x["coarse"], y)
+    assert acc_pairs > 0.95  # y % 2 is easy
+    assert acc_full < 0.6  # but classes y and y + 2 are indistinguishable (ceiling 0.5)

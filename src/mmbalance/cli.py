@@ -29,16 +29,57 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.resume:
         result = resume_experiment(args.resume, overrides)
+    elif not args.config:
+        return _default_job(args, overrides)
     else:
-        path = Path(args.config) if args.config else builtin_config(DEFAULT_CONFIG)
-        if not args.config:
-            print(f"no --config given: running the built-in experiment {path.name}", flush=True)
-        config = load_config(path, overrides)
+        config = load_config(Path(args.config), overrides)
         result = run_experiment(config, args.out)
-    modalities = sorted({k[len("test_acc_") :] for k in result.test if k.startswith("test_acc_")})
-    print(result_table(result, modalities))
+    print(result_table(result, _tested_modalities(result)))
     print(f"results: {result.run_dir} (metrics.csv, metrics.jsonl, summary.json, checkpoints/)")
     return 0
+
+
+def _tested_modalities(result: object) -> list[str]:
+    test = result.test  # type: ignore[attr-defined]
+    return sorted({k[len("test_acc_") :] for k in test if k.startswith("test_acc_")})
+
+
+def _default_job(args: argparse.Namespace, overrides: list[str]) -> int:
+    """The built-in experiment: AIM on mfeat (fac strong, mor weak), then joint training on the
+    same data, seed and optimiser, and a side-by-side table."""
+    from mmbalance.experiment import result_table, run_experiment
+
+    path = builtin_config(DEFAULT_CONFIG)
+    config = load_config(path, overrides)
+    print(f"no --config given: running the built-in experiment {path.name}", flush=True)
+    print(f"[1/2] {config.method.name} on {config.data.name} {config.data.modalities}", flush=True)
+    main_run = run_experiment(config, args.out)
+    baseline_cfg = load_config(path, [*overrides, "--method.name=joint", "--method.options={}"])
+    out = Path(main_run.run_dir).with_name(Path(main_run.run_dir).name + "-joint-baseline")
+    print("[2/2] joint training baseline, same data/seed/optimiser", flush=True)
+    baseline = run_experiment(baseline_cfg, out)
+    print(result_table(main_run, _tested_modalities(main_run)))
+    print()
+    print(comparison_table({config.method.name: main_run, "joint": baseline}))
+    print(f"results: {main_run.run_dir}")
+    print(f"baseline: {baseline.run_dir}")
+    print(f"figures: mmbalance plot {main_run.run_dir}")
+    return 0
+
+
+def comparison_table(results: dict[str, object]) -> str:
+    """Test metrics (at each run's validation-selected epoch) side by side."""
+    names = list(results)
+    tests = {n: results[n].test for n in names}  # type: ignore[attr-defined]
+    first = tests[names[0]]
+    rows = [("fused accuracy", "test_acc"), ("fused macro-F1", "test_f1")]
+    rows += [(f"{k[len('test_acc_') :]} accuracy", k) for k in first if k.startswith("test_acc_")]
+    lines = [f"{'test split':22s}" + "".join(f"{n:>10s}" for n in names)]
+    for label, key in rows:
+        lines.append(
+            f"{label:22s}" + "".join(f"{tests[n].get(key, float('nan')):10.4f}" for n in names)
+        )
+    return "\n".join(lines)
 
 
 def _cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -84,6 +125,20 @@ def _cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _cmd_plot(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mmbalance.plots import plot_run
+
+    references = {}
+    for item in args.unimodal or []:
+        if "=" not in item:
+            raise SystemExit(f"--unimodal {item!r}: expected MODALITY=RUN_DIR")
+        m, path = item.split("=", 1)
+        references[m] = Path(path)
+    for path in plot_run(args.run_dir, args.out, references):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmbalance",
@@ -106,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
     ev.add_argument("--splits", nargs="+", choices=["val", "test"], default=["val", "test"])
     ev.set_defaults(func=_cmd_eval)
+    pl = sub.add_parser("plot", help="figures of a run (paper Figs. 1, 4, 5, 6 where logged)")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
+    pl.add_argument(
+        "--unimodal",
+        nargs="+",
+        metavar="MODALITY=RUN_DIR",
+        help="unimodal-only runs to draw as references in Fig. 1",
+    )
+    pl.set_defaults(func=_cmd_plot)
     ls = sub.add_parser("list", help="list methods, datasets, encoders and fusions")
     ls.set_defaults(func=_cmd_list)
     return parser

@@ -19,8 +19,10 @@ def euclidean_distance(h: Tensor, prototypes: Tensor) -> Tensor:
 
     The paper's delta (Eqs. 8-10) is the Euclidean distance, not its square.
     """
-    d2 = (h.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).sum(-1)
-    return torch.sqrt(d2 + DISTANCE_EPS)
+    # ||h||^2 - 2 h.p + ||p||^2: one [B, K] matmul instead of a [B, K, F] difference tensor,
+    # which for a flattened ResNet stage-1 map (F = 200k) would cost hundreds of MB per call.
+    d2 = h.pow(2).sum(1, keepdim=True) - 2.0 * (h @ prototypes.T) + prototypes.pow(2).sum(1)
+    return torch.sqrt(d2.clamp_min(0.0) + DISTANCE_EPS)
 
 
 def prototype_logits(h: Tensor, prototypes: Tensor, temperature: float = 1.0) -> Tensor:

@@ -94,7 +94,7 @@ class DepthAdaptivePrototypes(nn.Module):
         """Eq. 3: cross-entropy of the whole model on the K prototypes against classes 0..K-1.
 
         The model runs in eval mode; gradients are taken w.r.t. the prototypes only by the
-        caller (``torch.autograd.grad``), so model weights and BN statistics stay untouched.
+        caller (``backward(inputs=...)``), so model weights and BN statistics stay untouched.
         """
         with eval_mode(model):
             logits = model({m: self.prototypes[m] for m in self.modalities}).logits
@@ -106,10 +106,9 @@ class DepthAdaptivePrototypes(nn.Module):
         params = list(self.parameters())
         l_cls = self.classification_loss(model)
         l_r = self.reconstruction_loss()
-        grads = torch.autograd.grad(l_cls + l_r, params)
         optimizer.zero_grad(set_to_none=True)
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
+        # inputs=: gradients accumulate into the DAP parameters only, never into the model's.
+        (l_cls + l_r).backward(inputs=params)
         optimizer.step()
         return {"dap_cls": float(l_cls.detach()), "dap_rec": float(l_r.detach())}
 
@@ -124,7 +123,7 @@ class DepthAdaptivePrototypes(nn.Module):
         for m in self.modalities:
             enc = model.encoders[m]
             with eval_mode(enc):
-                inter = enc.forward_intermediates(self.prototypes[m])
+                inter = enc.forward_intermediates(self.prototypes[m].detach())
             out[m] = [represent(enc, h, inter.frames, distance) for h in inter.outputs]
         return out
 

@@ -28,6 +28,10 @@ class SyntheticModality:
     shape: list[int] = field(default_factory=lambda: [32])
     strength: float = 1.0
     noise: float = 0.5
+    # Number of distinct class means; classes y and y' look alike when y % r == y' % r.
+    # A modality with r < K cannot tell all classes apart however well it is learned, so the
+    # others must be learned too: the setting where a dominant modality hurts.
+    resolution: int | None = None
 
     def validate(self, where: str) -> None:
         if not 1 <= len(self.shape) <= 4:
@@ -38,6 +42,8 @@ class SyntheticModality:
             check_positive(s, f"{where}.shape[{i}]")
         check_positive(self.strength, f"{where}.strength", allow_zero=True)
         check_positive(self.noise, f"{where}.noise", allow_zero=True)
+        if self.resolution is not None:
+            check_positive(self.resolution, f"{where}.resolution")
 
 
 def _default_modalities() -> dict[str, SyntheticModality]:
@@ -86,9 +92,10 @@ def generate_synthetic(opts: SyntheticOptions) -> tuple[dict[str, np.ndarray], n
     y = y[rng.permutation(n)]
     inputs = {}
     for m, spec in opts.modalities.items():
-        means = rng.standard_normal((k, opts.latent_dim))
+        r = min(spec.resolution or k, k)
+        means = rng.standard_normal((r, opts.latent_dim))
         means /= np.linalg.norm(means, axis=1, keepdims=True)
-        z = spec.strength * means[y] + rng.standard_normal((n, opts.latent_dim))
+        z = spec.strength * means[y % r] + rng.standard_normal((n, opts.latent_dim))
         proj = _smooth_map(rng, spec.shape, opts.latent_dim)
         x = np.tensordot(z, proj, axes=(1, 0))
         x += spec.noise * rng.standard_normal(x.shape)

@@ -22,6 +22,7 @@ Phase 2: ``CE + lambda_mod * L_mod``. Inference uses the plain model.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ class AIMOptions:
     decoupler_budget: int = 200_000_000  # max decoupler parameters ('layer' is refused above)
     decoupler_lr: float = 1e-3  # Adam
     pdm_during_modulation: bool = True
+    # Share of each batch the complementary pass of L_pdm (Eq. 8) runs on. Eq. 8 is an
+    # expectation over (I, y): the first ceil(f * B) samples of an already shuffled batch are
+    # an unbiased, noisier estimate of it, at f of the cost. 1.0 is the literal reading.
+    pdm_batch_fraction: float = 1.0
+    # Whether the auxiliary-block loss also reaches earlier blocks through the block input
+    # I_d. Eq. 13 names one destination for it, the original weights theta (through the
+    # decoupler), so the default detaches I_d there; it also saves a third of AIM's extra
+    # backward work. The original-block loss L_d^m always reaches earlier blocks.
+    aux_input_grad: bool = False
     # DAP (s. 1-2)
     dap_steps: int = 100  # Adam steps after each phase-1 epoch
     dap_lr: float = 1e-2
@@ -73,6 +83,10 @@ class AIMOptions:
             check_positive(getattr(self, name), f"{where}.{name}")
         check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
         check_positive(self.dap_temperature, f"{where}.dap_temperature")
+        if not 0.0 < self.pdm_batch_fraction <= 1.0:
+            raise ConfigError(
+                f"{where}.pdm_batch_fraction: got {self.pdm_batch_fraction!r}; expected 0 < f <= 1"
+            )
         if self.only_auxiliary and not self.pam:
             raise ConfigError(
                 f"{where}.only_auxiliary: needs pam: true (without PAM there are no auxiliary "
@@ -203,6 +217,7 @@ class AIM(Method):
         pdm_terms: list[Tensor] = []
         label_terms: list[Tensor] = []
         mask_sum, mask_n, rec_sum = 0.0, 0, 0.0
+        n_pdm = max(1, math.ceil(o.pdm_batch_fraction * y.shape[0]))
         for j, m in enumerate(mods):
             enc = model.encoders[m]
             inter = output.intermediates[m]
@@ -223,7 +238,8 @@ class AIM(Method):
                     dec = self.decoupler.decouple(
                         m, d, block, detach_params=True, detach_weights=False, need_comp=False
                     )
-                    aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, inp)
+                    aux_in = inp if o.aux_input_grad else inp.detach()
+                    aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, aux_in)
                     s_aux[d, j], loss_aux = AF.score_and_loss(
                         self._logits(model, m, d, aux_out, inter.frames), y
                     )
@@ -235,10 +251,12 @@ class AIM(Method):
                 dec = self.decoupler.decouple(
                     m, d, block, detach_params=False, detach_weights=True, need_aux=False
                 )
+                comp_in = inp.detach()[: n_pdm * inter.frames]  # frames are folded into rows
                 comp_out = call_with_weights(
-                    block, {n: x.comp for n, x in dec.items()}, inp.detach(), detach_rest=True
+                    block, {n: x.comp for n, x in dec.items()}, comp_in, detach_rest=True
                 )
-                _, l_g = AF.score_and_loss(self._logits(model, m, d, comp_out, inter.frames), y)
+                comp_logits = self._logits(model, m, d, comp_out, inter.frames)
+                _, l_g = AF.score_and_loss(comp_logits, y[:n_pdm])
                 params = dict(block.named_parameters())
                 l_re = torch.stack(
                     [AF.reconstruction_loss(params[n].detach(), x.recon) for n, x in dec.items()]

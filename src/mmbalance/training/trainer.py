@@ -1,4 +1,4 @@
-"""The training loop. Read :meth:`Trainer.train_epoch` to see where every method hook acts.
+"""The training loop. Read :meth:`Trainer.train_step` to see where every method hook acts.
 
 Model selection uses the validation split only; the test split is evaluated (for curves and
 the final report) and never selected on. Each epoch ends with an atomic checkpoint holding the
@@ -24,7 +24,7 @@ from mmbalance.config import ExperimentConfig
 from mmbalance.data.base import DataSplits
 from mmbalance.errors import CheckpointError, NonFiniteLossError
 from mmbalance.methods.base import Method, TrainState
-from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.training.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
 from mmbalance.training.evaluate import evaluate, to_device
 from mmbalance.training.logger import MetricsLogger
@@ -122,29 +122,7 @@ class Trainer:
         )
         for i, raw in enumerate(bar):
             batch = to_device(raw, self.device)
-            state = self._state(epoch, i, steps)
-            output = method.forward(model, batch, state)
-            terms = dict(method.loss(output, batch, state))
-            method_loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
-            loss = method_loss
-            if output.unimodal_logits is not None:
-                # Heads read detached features: this term trains the heads and nothing else,
-                # so it is logged apart from the method's loss.
-                terms[UNIMODAL_HEADS_TERM] = sum(
-                    torch.nn.functional.cross_entropy(lg, batch["label"])
-                    for lg in output.unimodal_logits.values()
-                )
-                loss = method_loss + terms[UNIMODAL_HEADS_TERM]
-            if not torch.isfinite(loss):
-                self._fail_non_finite(epoch, i, terms)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            method.on_after_backward(model, state)
-            if self.config.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip)
-            self.optimizer.step()
-            method.on_step_end(state)
-            self.step += 1
+            output, terms, method_loss = self.train_step(batch, epoch, i, steps)
             n = batch["label"].numel()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
@@ -156,6 +134,36 @@ class Trainer:
         metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
         metrics["train_acc"] = correct / max(seen, 1)
         return metrics
+
+    def train_step(
+        self, batch: dict[str, Any], epoch: int, i: int, steps: int
+    ) -> tuple[ModelOutput, dict[str, torch.Tensor], torch.Tensor]:
+        """One optimisation step on a device batch; returns output, loss terms, method loss."""
+        model, method = self.model, self.method
+        state = self._state(epoch, i, steps)
+        output = method.forward(model, batch, state)
+        terms = dict(method.loss(output, batch, state))
+        method_loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+        loss = method_loss
+        if output.unimodal_logits is not None:
+            # Heads read detached features: this term trains the heads and nothing else,
+            # so it is logged apart from the method's loss.
+            terms[UNIMODAL_HEADS_TERM] = sum(
+                torch.nn.functional.cross_entropy(lg, batch["label"])
+                for lg in output.unimodal_logits.values()
+            )
+            loss = method_loss + terms[UNIMODAL_HEADS_TERM]
+        if not torch.isfinite(loss):
+            self._fail_non_finite(epoch, i, terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        method.on_after_backward(model, state)
+        if self.config.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        method.on_step_end(state)
+        self.step += 1
+        return output, terms, method_loss
 
     def _fail_non_finite(self, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> None:
         values = {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,195 @@
+"""Cost of AIM relative to joint training: step time, peak memory, FLOPs per sample.
+
+Both methods train copies of one model (same initial weights) on the same batches in the same
+process; steps alternate joint / AIM so drift (thermal, other load) hits both alike. The time
+breakdown comes from ablated AIM variants measured the same way:
+
+- prototypes (Eq. 6 each step) + one DAP step per step: ``w/o PAM`` minus joint;
+- auxiliary blocks and their decoupling (Eqs. 7, 11-13): AIM without ``L_pdm`` minus ``w/o PAM``;
+- decoupler training (``L_pdm``: complementary passes, Eq. 8): full AIM minus AIM without it.
+
+Peak memory is the high-water mark of CPU tensor allocations during one step (torch profiler,
+``profile_memory``), on top of what was allocated before the step. Writes
+``benchmarks/results/aim_cost.json``.
+
+    python benchmarks/aim_cost.py --width 1.0 --batch 8 --steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from typing import Any
+
+import torch
+from common import RESULTS, machine
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from mmbalance.config import ExperimentConfig
+from mmbalance.experiment import build_experiment
+from mmbalance.methods import create_method
+from mmbalance.training.evaluate import to_device
+from mmbalance.training.trainer import Trainer
+
+
+def config(
+    width: float, batch: int, latent: int, audio: list[int], visual: list[int]
+) -> ExperimentConfig:
+    """The field's CREMA-D shape (OGM-GE: audio 1x257x188 spectrogram, 1 visual frame)."""
+    return ExperimentConfig.from_dict(
+        {
+            "data": {
+                "name": "synthetic",
+                "options": {
+                    "num_classes": 6,
+                    "num_samples": 4 * batch,
+                    "modalities": {
+                        "audio": {"shape": audio, "strength": 1.0},
+                        "visual": {"shape": visual, "strength": 2.0},
+                    },
+                },
+                "batch_size": batch,
+                "val_fraction": 0.1,
+                "test_fraction": 0.1,
+            },
+            "model": {"encoder": {"type": "resnet18", "width": width}},
+            "method": {"name": "aim", "options": {"latent_dim": latent}},
+            "train": {"progress": "never", "tensorboard": False},
+        }
+    )
+
+
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "joint": None,
+    "aim_wo_pam": {"pam": False},
+    "aim_no_pdm": {"pdm_during_modulation": False},
+    "aim": {},
+    "aim_pdm_quarter": {"pdm_batch_fraction": 0.25},
+}
+
+
+def make_trainers(cfg: ExperimentConfig, latent: int, tmp: str) -> dict[str, Trainer]:
+    data, model, _ = build_experiment(cfg)
+    trainers = {}
+    for name, opts in VARIANTS.items():
+        method = (
+            create_method("joint")
+            if opts is None
+            else create_method(
+                "aim", {"latent_dim": latent, "start_epoch": 0, "dap_steps": 0, **opts}
+            )
+        )
+        t = Trainer(copy.deepcopy(model), method, data, cfg, f"{tmp}/{name}")
+        method.on_fit_start(t._state(0, 0, 1))
+        trainers[name] = t
+    return trainers
+
+
+def peak_bytes(fn) -> int:
+    """High-water mark of CPU allocations made while ``fn`` runs."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    cur = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        cur += e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--latent", type=int, default=512)
+    parser.add_argument("--audio", type=int, nargs="+", default=[1, 257, 188])
+    parser.add_argument("--visual", type=int, nargs="+", default=[3, 1, 224, 224])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "aim_cost.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    cfg = config(args.width, args.batch, args.latent, args.audio, args.visual)
+    trainers = make_trainers(cfg, args.latent, "/tmp/mmbalance-aim-cost")
+    loader = next(iter(trainers.values()))._loader(trainers["joint"].data.train, train=True)
+    batches = [
+        to_device(b, torch.device("cpu"))
+        for b, _ in zip(loader, range(args.steps + 1), strict=False)
+    ]
+
+    def step(name: str, batch: dict[str, Any]) -> None:
+        trainers[name].train_step(batch, epoch=0, i=0, steps=1)
+
+    times: dict[str, list[float]] = {n: [] for n in trainers}
+    for i, batch in enumerate(batches):
+        for name in trainers:  # interleaved: joint, variants, AIM on the same batch
+            t0 = time.perf_counter()
+            step(name, batch)
+            if i > 0:  # the first step warms up allocators and kernels
+                times[name].append(time.perf_counter() - t0)
+    flops = {}
+    for name in trainers:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(name, batches[0])
+        flops[name] = counter.get_total_flops() / args.batch
+    memory = {name: peak_bytes(lambda name=name: step(name, batches[0])) for name in trainers}
+    median = {n: statistics.median(v) for n, v in times.items()}
+    j = median["joint"]
+    result = {
+        "command": "python benchmarks/aim_cost.py "
+        + " ".join(
+            f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k != "out"
+        ),
+        "machine": machine(),
+        "config": {
+            "width": args.width,
+            "batch": args.batch,
+            "latent": args.latent,
+            "audio": args.audio,
+            "visual": args.visual,
+            "classes": 6,
+        },
+        "step_seconds": times,
+        "median_step_seconds": median,
+        "time_ratio_vs_joint": {n: v / j for n, v in median.items()},
+        "breakdown_seconds": {
+            "prototypes_and_dap": median["aim_wo_pam"] - j,
+            "auxiliary_blocks": median["aim_no_pdm"] - median["aim_wo_pam"],
+            "decoupler_training_pdm": median["aim"] - median["aim_no_pdm"],
+        },
+        "flops_per_sample": flops,
+        "flops_ratio_vs_joint": {n: v / flops["joint"] for n, v in flops.items()},
+        "peak_step_bytes": memory,
+        "memory_ratio_vs_joint": {n: v / memory["joint"] for n, v in memory.items()},
+        "decoupler_parameters": trainers["aim"].method.decoupler.size,
+        "model_parameters": sum(p.numel() for p in trainers["joint"].model.parameters()),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "median_step_seconds",
+                    "time_ratio_vs_joint",
+                    "breakdown_seconds",
+                    "flops_ratio_vs_joint",
+                    "memory_ratio_vs_joint",
+                )
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

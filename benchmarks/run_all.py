@@ -1,0 +1,23 @@
+"""Run every benchmark and rewrite BENCHMARKS.md (about an hour on 2 CPU cores).
+
+python benchmarks/run_all.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+STEPS = [
+    ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "2", "--latent", "512"],
+    ["aim_accuracy.py", "--seeds", "0", "1", "2", "--workers", "2"],
+    ["write_report.py"],
+]
+
+if __name__ == "__main__":
+    for step in STEPS:
+        print("+", " ".join(step), flush=True)
+        subprocess.run([sys.executable, str(HERE / step[0]), *step[1:]], check=True)
