@@ -34,7 +34,7 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
 }
 
 VARIANTS: dict[str, list[str]] = {
-    "joint": ["--method.name=joint"],
+    "joint": ["--method.name=joint", "--method.options={}"],
     "AIM": ["--method.name=aim"],
     "AIM w/o PAM": ["--method.name=aim", "--method.options.pam=false"],
     "AIM w/o DAM": ["--method.name=aim", "--method.options.dam=false"],
@@ -53,6 +53,7 @@ def jobs(seeds: list[int]) -> list[tuple[str, str, int, list[str], Path]]:
         for m in spec["modalities"]:
             variants[f"unimodal {m}"] = [
                 "--method.name=unimodal",
+                "--method.options={}",
                 f"--method.options.modality={m}",
             ]
         for name, overrides in variants.items():

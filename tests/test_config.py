@@ -54,3 +54,14 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at top level"):
         load_config(listy)
+
+
+def test_switching_method_on_the_command_line_drops_the_files_options(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: {name: aim, options: {start_epoch: 3}}\n")
+    assert load_config(cfg).method.options == {"start_epoch": 3}
+    assert load_config(cfg, ["--method.name=joint"]).method.options == {}
+    switched = load_config(cfg, ["--method.name=unimodal", "--method.options.modality=a"])
+    assert switched.method.options == {"modality": "a"}
+    same = load_config(cfg, ["--method.name=aim", "--method.options.dam=false"])
+    assert same.method.options == {"start_epoch": 3, "dam": False}

@@ -32,11 +32,21 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     elif not args.config:
         return _default_job(args, overrides)
     else:
-        config = load_config(Path(args.config), overrides)
+        config = load_config(_config_path(args.config), overrides)
         result = run_experiment(config, args.out)
     print(result_table(result, _tested_modalities(result)))
     print(f"results: {result.run_dir} (metrics.csv, metrics.jsonl, summary.json, checkpoints/)")
     return 0
+
+
+def _config_path(name: str) -> Path:
+    """A config file path, or the name of one shipped with the package."""
+    path = Path(name)
+    if not path.exists() and path.parent == Path("."):
+        shipped = builtin_config(path.name)
+        if shipped.is_file():
+            return shipped
+    return path
 
 
 def _tested_modalities(result: object) -> list[str]:

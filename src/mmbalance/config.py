@@ -194,6 +194,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
-    """Load a YAML file (or the defaults when None), apply overrides and validate."""
+    """Load a YAML file (or the defaults when None), apply overrides and validate.
+
+    Switching the method on the command line (``--method.name=X`` naming another method than
+    the file's) drops the file's ``method.options``: they belong to the other method. Options
+    given as overrides (``--method.options.k=v``) still apply.
+    """
     data = load_yaml(path) if path is not None else {}
-    return ExperimentConfig.from_dict(apply_overrides(data, overrides or []))
+    overrides = overrides or []
+    new_name = next((v for p, v in map(parse_override, overrides) if p == ["method", "name"]), None)
+    method = data.get("method")
+    if isinstance(method, dict) and new_name is not None and new_name != method.get("name"):
+        data = {**data, "method": {k: v for k, v in method.items() if k != "options"}}
+    return ExperimentConfig.from_dict(apply_overrides(data, overrides))

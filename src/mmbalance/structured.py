@@ -104,9 +104,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
-        )
+        allowed = ", ".join(sorted(fields)) if fields else "none (this takes no options)"
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {allowed}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = coerce(value, hints[name], f"{where}.{name}" if where else name)

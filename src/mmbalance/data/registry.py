@@ -9,6 +9,7 @@ from typing import Any
 from mmbalance.data.arrays import ArraysOptions, load_arrays
 from mmbalance.data.assemble import assemble_splits
 from mmbalance.data.base import DataSplits
+from mmbalance.data.cremad import CremaDOptions, build_cremad
 from mmbalance.data.mfeat import MFeatOptions, load_mfeat
 from mmbalance.data.synthetic import SyntheticOptions, generate_synthetic
 from mmbalance.errors import ConfigError
@@ -86,6 +87,11 @@ DATASETS: dict[str, DatasetEntry] = {
         MFeatOptions,
         _build_mfeat,
         "UCI Multiple Features, 10 digits, 6 views (fou fac kar pix zer mor)",
+    ),
+    "cremad": DatasetEntry(
+        CremaDOptions,
+        build_cremad,
+        "CREMA-D (audio + visual, 6 emotions) in OGM-GE's layout",
     ),
     "arrays": DatasetEntry(
         ArraysOptions, _build_arrays, "your own arrays: <modality>.npy + labels.npy, or data.npz"
