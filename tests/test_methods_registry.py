@@ -30,6 +30,7 @@ def test_every_method_trains_two_steps_with_finite_loss_and_gradients(
     data, model, method = build_experiment(cfg)
     trainer = Trainer(model, method, data, cfg, tmp_path / "run")
     batches = iter(trainer._loader(data.train, train=True))
+    method.on_fit_start(trainer._state(0, 0, 2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for step in range(2):
         batch = {k: v for k, v in next(batches).items()}
@@ -52,8 +53,8 @@ def test_every_method_trains_two_steps_with_finite_loss_and_gradients(
 
 def test_registry_names_match_classes_and_unknown_names_are_refused() -> None:
     assert all(cls.name == name and issubclass(cls, Method) for name, cls in METHODS.items())
-    with pytest.raises(ConfigError, match=r"method.name: got 'ogm'; expected one of joint"):
-        create_method("ogm")
+    with pytest.raises(ConfigError, match=r"method.name: got 'nope'; expected one of joint"):
+        create_method("nope")
     with pytest.raises(ConfigError, match="unknown field"):
         create_method("joint", alpha=1.0)
 

@@ -11,10 +11,15 @@ from typing import Any
 from mmbalance.errors import ConfigError
 from mmbalance.methods.aim import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
+from mmbalance.methods.diag_relearn import DiagRelearn
 from mmbalance.methods.joint import Joint
+from mmbalance.methods.ogm import OGM, OGMGE
+from mmbalance.methods.pmr import PMR
 from mmbalance.methods.unimodal import Unimodal
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (Joint, Unimodal, AIM)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, PMR, DiagRelearn)
+}
 
 
 def list_methods() -> list[str]:

@@ -1,0 +1,93 @@
+"""Coefficients and scores of the baseline methods, as pure functions (``methods.md``).
+
+Each is unit-tested against a hand computation in ``tests/test_baseline_functional.py``.
+Shapes: ``M`` modalities, ``B`` batch, ``K`` classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """``s = sum_i softmax(logits_i)[y_i]``: OGM's and PMR's per-modality score (a batch sum)."""
+    return logits.detach().softmax(dim=1).gather(1, labels.unsqueeze(1)).sum()
+
+
+def ogm_ratio(scores: Tensor) -> Tensor:
+    """``rho_m = s_m / min_{j != m} s_j`` (``[M]``).
+
+    For two modalities this is OGM's ``rho_a = s_a / s_v`` and ``rho_v = s_v / s_a``; for more,
+    each modality is compared with the weakest other one (the BalanceBenchmark generalisation).
+    """
+    m = scores.shape[0]
+    others = (
+        scores.unsqueeze(0).expand(m, m).masked_fill(torch.eye(m, dtype=torch.bool), float("inf"))
+    )
+    return scores / others.min(dim=1).values
+
+
+def ogm_coefficients(scores: Tensor, alpha: float) -> Tensor:
+    """OGM's gradient coefficients ``k_m`` (CVPR22; official code): ``1 - tanh(alpha * rho_m)``
+    for a modality with ``rho_m > 1`` (it dominates), 1 otherwise."""
+    rho = ogm_ratio(scores)
+    return torch.where(rho > 1, 1 - torch.tanh(alpha * rho), torch.ones_like(rho))
+
+
+def pmr_betas(scores: Tensor, alpha: float) -> Tensor:
+    """PMR's prototype-loss weights: ``alpha`` for the weakest modality, 0 for the others.
+
+    Two modalities: ``rho = p_a / p_v > 1`` -> ``beta_a = 0, beta_v = alpha`` and vice versa
+    (official code). Modalities tied for weakest all get ``alpha``;
+    when every score is equal (rho = 1) nothing is modulated.
+    """
+    weakest = scores == scores.min()
+    if bool(weakest.all()):
+        return torch.zeros_like(scores)
+    return torch.where(weakest, torch.full_like(scores, alpha), torch.zeros_like(scores))
+
+
+def minmax_scale(x: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
+    """Per-feature min-max scaling to ``[low, high]`` (scikit-learn's MinMaxScaler)."""
+    lo, hi = x.min(dim=0).values, x.max(dim=0).values
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))  # constant features -> low
+    return low + (x - lo) / span * (high - low)
+
+
+def kmeans(x: Tensor, k: int, seed: int = 0, iters: int = 100) -> Tensor:
+    """Cluster assignments ``[N]`` from Lloyd's algorithm with k-means++ seeding (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    x = x.double()
+    centers = [x[torch.randint(len(x), (1,), generator=g)].squeeze(0)]
+    for _ in range(1, k):
+        d2 = torch.cdist(x, torch.stack(centers)).pow(2).min(dim=1).values
+        if float(d2.sum()) == 0:
+            centers.append(x[torch.randint(len(x), (1,), generator=g)].squeeze(0))
+            continue
+        centers.append(x[torch.multinomial(d2 / d2.sum(), 1, generator=g)].squeeze(0))
+    c = torch.stack(centers)
+    assign = torch.cdist(x, c).argmin(dim=1)
+    for _ in range(iters):
+        for j in range(k):
+            members = x[assign == j]
+            if len(members):
+                c[j] = members.mean(0)
+        new = torch.cdist(x, c).argmin(dim=1)
+        if torch.equal(new, assign):
+            break
+        assign = new
+    return assign
+
+
+def cluster_purity(assign: Tensor, labels: Tensor) -> float:
+    """Accuracy after majority voting inside each cluster."""
+    correct = 0
+    for j in assign.unique():
+        correct += int(torch.bincount(labels[assign == j]).max())
+    return correct / len(labels)
+
+
+def relearn_weight(gap: float, lam: float) -> float:
+    """D&R's re-initialisation strength ``w = tanh(lambda * gap)``."""
+    return float(torch.tanh(torch.tensor(lam * gap)))

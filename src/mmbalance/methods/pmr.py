@@ -1,0 +1,126 @@
+"""PMR: Prototypical Modality Rebalance (Fan et al., CVPR 2023; ``methods.md`` s. 5).
+
+Class prototypes per modality are the mean pooled encoder features of each class (eval mode,
+no gradient), refreshed after every epoch with an exponential moving average. Each step scores
+every modality by its prototype classifier (``-||phi - c_k||``) and adds the prototype
+cross-entropy of the *weakest* modality, weighted by ``alpha``, to the fused CE: the weak
+modality is pulled toward its class structure while the dominant one is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmbalance.aim.functional import prototype_logits
+from mmbalance.errors import ConfigError
+from mmbalance.methods import functional as MF
+from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.base import eval_mode
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.structured import check_positive
+
+
+@dataclass
+class PMROptions:
+    """``method.options`` of ``pmr``."""
+
+    alpha: float = 1.0  # weight of the prototype CE (CREMA-D concat scripts: 2.0)
+    momentum: float = 0.2  # EMA weight of the old prototypes (mu) after epoch 0
+    modulation_start: int = 0
+    modulation_end: int = 70
+
+    def validate(self, where: str) -> None:
+        check_positive(self.alpha, f"{where}.alpha", allow_zero=True)
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"{where}.momentum: got {self.momentum!r}; expected 0 <= mu < 1")
+
+
+@torch.no_grad()
+def class_means(
+    model: MultimodalModel, loader: Any, num_classes: int, device: torch.device
+) -> dict[str, Tensor]:
+    """Mean pooled feature of every class, per modality (eval mode: no BN statistic updates)."""
+    sums: dict[str, Tensor] = {}
+    counts = torch.zeros(num_classes, device=device)
+    with eval_mode(model):
+        for batch in loader:
+            y = batch["label"].to(device)
+            feats, _ = model.encode({m: x.to(device) for m, x in batch["inputs"].items()})
+            counts += torch.bincount(y, minlength=num_classes)
+            for m, f in feats.items():
+                if m not in sums:
+                    sums[m] = torch.zeros(num_classes, f.shape[1], device=device)
+                sums[m].index_add_(0, y, f)
+    return {m: s / counts.clamp_min(1).unsqueeze(1) for m, s in sums.items()}
+
+
+class PMR(Method):
+    """Prototype cross-entropy on the weakest modality."""
+
+    name = "pmr"
+    description = "PMR (CVPR23): prototype CE on the weakest modality, EMA class prototypes"
+    Options = PMROptions
+    min_modalities = 2
+
+    def __init__(self, options: PMROptions | None = None) -> None:
+        super().__init__(options)
+        self.prototypes: dict[str, Tensor] = {}
+        self._sums: dict[str, float] = {}
+        self._steps = 0
+
+    def _refresh(self, state: TrainState, ema: bool) -> None:
+        model = state.model
+        new = class_means(model, state.loaders["train"], model.head.out_features, state.device)
+        mu = self.options.momentum
+        self.prototypes = {
+            m: (1 - mu) * c + mu * self.prototypes[m] if ema and m in self.prototypes else c
+            for m, c in new.items()
+        }
+
+    def on_fit_start(self, state: TrainState) -> None:
+        if not self.prototypes:  # before epoch 0 (a resumed run restores them)
+            self._refresh(state, ema=False)
+
+    def loss(
+        self, output: ModelOutput, batch: dict[str, Any], state: TrainState
+    ) -> dict[str, Tensor]:
+        terms = super().loss(output, batch, state)
+        y = batch["label"]
+        mods = state.model.modalities
+        for m in mods:  # prototypes restored from a checkpoint arrive on the CPU
+            self.prototypes[m] = self.prototypes[m].to(output.features[m].device)
+        logits = {m: prototype_logits(output.features[m], self.prototypes[m]) for m in mods}
+        scores = torch.stack([MF.true_class_score(logits[m], y) for m in mods])
+        o = self.options
+        if o.modulation_start <= state.epoch <= o.modulation_end:
+            betas = MF.pmr_betas(scores, o.alpha)
+            pce = [
+                b * F.cross_entropy(logits[m], y)
+                for m, b in zip(mods, betas.tolist(), strict=True)
+                if b
+            ]
+            if pce:
+                terms["pce"] = torch.stack(pce).sum()
+            for m, b in zip(mods, betas.tolist(), strict=True):
+                self._sums[f"beta_{m}"] = self._sums.get(f"beta_{m}", 0.0) + b
+        for m, s in zip(mods, scores.tolist(), strict=True):
+            self._sums[f"score_{m}"] = self._sums.get(f"score_{m}", 0.0) + s / len(y)
+        self._steps += 1
+        return terms
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float]:
+        self._refresh(state, ema=True)
+        out = {k: v / max(self._steps, 1) for k, v in self._sums.items()}
+        self._sums, self._steps = {}, 0
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prototypes": dict(self.prototypes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prototypes = dict(state["prototypes"])

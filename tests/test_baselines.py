@@ -1,0 +1,191 @@
+"""Baseline methods: coefficients against hand computations, their effect on a real step, and
+exact resume for every registered method."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config
+
+from mmbalance.experiment import build_experiment
+from mmbalance.methods import create_method, list_methods
+from mmbalance.methods import functional as MF
+from mmbalance.training.trainer import Trainer
+
+EXAMPLE_OPTIONS: dict[str, dict] = {
+    "unimodal": {"modality": "b"},
+    "aim": {"latent_dim": 8, "dap_steps": 2, "start_epoch": 1},
+    "diag_relearn": {"reinit_epoch": 1, "reinit_num": 2},
+    "pmr": {"alpha": 1.0},
+}
+
+
+def test_true_class_score_is_a_batch_sum_of_probabilities() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]])
+    assert MF.true_class_score(logits, torch.tensor([1, 0])).item() == pytest.approx(0.75 + 0.5)
+
+
+def test_ogm_coefficients_two_and_three_modalities() -> None:
+    k = MF.ogm_coefficients(torch.tensor([6.0, 3.0]), alpha=0.5)
+    assert k.tolist() == pytest.approx([1 - math.tanh(0.5 * 2.0), 1.0])
+    k3 = MF.ogm_coefficients(torch.tensor([6.0, 3.0, 2.0]), alpha=0.5)
+    # rho = [6/2, 3/2, 2/3]: each compared with the weakest other modality
+    assert k3.tolist() == pytest.approx([1 - math.tanh(1.5), 1 - math.tanh(0.75), 1.0])
+    assert MF.ogm_coefficients(torch.tensor([2.0, 2.0]), 1.0).tolist() == [1.0, 1.0]
+
+
+def test_pmr_betas_weight_only_the_weakest() -> None:
+    assert MF.pmr_betas(torch.tensor([0.4, 0.9]), 2.0).tolist() == [2.0, 0.0]
+    assert MF.pmr_betas(torch.tensor([0.9, 0.4, 0.7]), 1.0).tolist() == [0.0, 1.0, 0.0]
+    assert MF.pmr_betas(torch.tensor([0.5, 0.5]), 1.0).tolist() == [0.0, 0.0]
+
+
+def test_dr_scaling_kmeans_purity_and_weight() -> None:
+    x = torch.tensor([[0.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
+    assert MF.minmax_scale(x).tolist() == [[-1.0, -1.0], [0.0, -1.0], [1.0, -1.0]]
+    assert MF.cluster_purity(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])) == 0.75
+    g = torch.Generator().manual_seed(0)
+    blobs = torch.cat([torch.randn(20, 2, generator=g) + 10, torch.randn(20, 2, generator=g) - 10])
+    labels = torch.cat([torch.zeros(20), torch.ones(20)]).long()
+    assign = MF.kmeans(blobs, 2)
+    assert MF.cluster_purity(assign, labels) == 1.0
+    assert torch.equal(assign, MF.kmeans(blobs, 2))  # deterministic
+    assert MF.relearn_weight(0.1, 3.0) == pytest.approx(math.tanh(0.3))
+
+
+def _trainer(tmp_path: Path, name: str, options: dict | None = None, **sections) -> Trainer:
+    cfg = tiny_config(tmp_path, method={"name": name, "options": options or {}}, **sections)
+    data, model, method = build_experiment(cfg)
+    return Trainer(model, method, data, cfg, tmp_path / name)
+
+
+def _grads_after_hook(trainer: Trainer, batch: dict) -> dict[str, torch.Tensor]:
+    state = trainer._state(0, 0, 1)
+    trainer.method.on_fit_start(state)
+    out = trainer.method.forward(trainer.model, batch, state)
+    loss = sum(trainer.method.loss(out, batch, state).values())
+    trainer.optimizer.zero_grad()
+    loss.backward()
+    trainer.method.on_after_backward(trainer.model, state)
+    return {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+def test_ogm_scales_exactly_the_dominant_encoders_gradients(tmp_path: Path) -> None:
+    joint = _trainer(tmp_path, "joint")
+    ogm = _trainer(tmp_path, "ogm", {"alpha": 0.5})
+    ogm.model.load_state_dict(joint.model.state_dict())
+    batch = next(iter(joint._loader(joint.data.train, train=True)))
+    g_joint = _grads_after_hook(joint, batch)
+    g_ogm = _grads_after_hook(ogm, batch)
+    out = joint.model(batch["inputs"])
+    scores = torch.stack(
+        [MF.true_class_score(out.split_logits[m], batch["label"]) for m in ("a", "b")]
+    )
+    assert scores[0] > scores[1]  # modality a (strength 3) dominates
+    k = 1 - math.tanh(0.5 * float(scores[0] / scores[1]))
+    for name, g in g_joint.items():
+        expected = g * k if name.startswith("encoders.a.") else g
+        assert torch.allclose(g_ogm[name], expected, atol=1e-6), name
+
+
+def test_ogm_ge_adds_noise_with_the_gradients_scale_and_conv_only_skips_linear(
+    tmp_path: Path,
+) -> None:
+    joint = _trainer(tmp_path, "joint")
+    ge = _trainer(tmp_path, "ogm_ge", {"alpha": 0.5})
+    ge.model.load_state_dict(joint.model.state_dict())
+    batch = next(iter(joint._loader(joint.data.train, train=True)))
+    g_joint = _grads_after_hook(joint, batch)
+    g_ge = _grads_after_hook(ge, batch)
+    w = "encoders.b.blocks.0.0.weight"  # the non-dominant modality: k = 1, noise only
+    noise = g_ge[w] - g_joint[w]
+    assert 0.5 < float(noise.std() / g_joint[w].std()) < 1.5
+    conv_only = _trainer(tmp_path, "ogm", {"alpha": 0.5, "conv_only": True})
+    conv_only.model.load_state_dict(joint.model.state_dict())
+    g_conv = _grads_after_hook(conv_only, batch)  # MLP encoders: no 4-D gradient to scale
+    assert all(torch.allclose(g_conv[n], g, atol=1e-6) for n, g in g_joint.items())
+
+
+def test_pmr_adds_the_prototype_ce_of_the_weakest_modality(tmp_path: Path) -> None:
+    pmr = _trainer(tmp_path, "pmr", {"alpha": 2.0})
+    state = pmr._state(0, 0, 1)
+    pmr.method.on_fit_start(state)
+    train = pmr.data.train
+    model = pmr.model.eval()
+    with torch.no_grad():
+        feats, _ = model.encode(train.inputs)
+    for m in ("a", "b"):
+        expected = torch.stack([feats[m][train.labels == k].mean(0) for k in range(3)])
+        assert torch.allclose(pmr.method.prototypes[m], expected, atol=1e-5)
+    model.train()
+    batch = next(iter(pmr._loader(train, train=True)))
+    out = model(batch["inputs"])
+    terms = pmr.method.loss(out, batch, state)
+    logits_b = -torch.cdist(out.features["b"], pmr.method.prototypes["b"])
+    assert terms["pce"].item() == pytest.approx(
+        2.0 * F.cross_entropy(logits_b, batch["label"]).item(), rel=1e-4
+    )
+    old = {m: c.clone() for m, c in pmr.method.prototypes.items()}
+    pmr.method.on_epoch_end(state)
+    model.eval()
+    with torch.no_grad():
+        feats, _ = model.encode(train.inputs)
+    new_a = torch.stack([feats["a"][train.labels == k].mean(0) for k in range(3)])
+    assert torch.allclose(pmr.method.prototypes["a"], 0.8 * new_a + 0.2 * old["a"], atol=1e-5)
+
+
+def test_diag_relearn_moves_encoders_toward_their_initial_weights(tmp_path: Path) -> None:
+    dr = _trainer(tmp_path, "diag_relearn", {"reinit_epoch": 1, "reinit_num": 1})
+    initial = copy.deepcopy(dr.model.encoders.state_dict())
+    result = dr.fit()
+    assert dr.method.reinits == 1
+    first = result.history[0]
+    for m in ("a", "b"):
+        assert first[f"method_w_{m}"] == pytest.approx(math.tanh(3.0 * first[f"method_gap_{m}"]))
+    assert "method_w_a" not in result.history[1]  # reinit_num reached
+    # the relearn formula itself, on known weights
+    with torch.no_grad():
+        for p in dr.model.encoders.parameters():
+            p.fill_(1.0)
+    dr.method.relearn(dr.model, {"a": 0.25, "b": 0.0})
+    for name, p in dr.model.encoders.named_parameters():
+        expected = torch.ones_like(p) if name.startswith("b.") else 0.75 + 0.25 * initial[name]
+        assert torch.allclose(p, expected), name
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_method_resumes_exactly(name: str, tmp_path: Path) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        method={"name": name, "options": EXAMPLE_OPTIONS.get(name, {})},
+        train={"epochs": 3},
+    )
+
+    def trainer(run: str) -> Trainer:
+        data, model, _ = build_experiment(cfg)
+        return Trainer(
+            model, create_method(name, EXAMPLE_OPTIONS.get(name, {})), data, cfg, tmp_path / run
+        )
+
+    full = trainer("full").fit()
+    crashed = trainer("crash")
+    original = crashed.method.on_epoch_start
+
+    def crash_at_2(state) -> None:
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+        original(state)
+
+    crashed.method.on_epoch_start = crash_at_2  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    resumed = trainer("crash")
+    resumed.resume()
+    result = resumed.fit()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]  # noqa: E731
+    assert strip(result.history) == strip(full.history)
