@@ -189,3 +189,28 @@ def test_every_method_resumes_exactly(name: str, tmp_path: Path) -> None:
     result = resumed.fit()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]  # noqa: E731
     assert strip(result.history) == strip(full.history)
+
+
+def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
+    q = MF.opm_drop_probabilities(torch.tensor([6.0, 3.0]), q_base=0.5, lam=0.5)
+    assert q.tolist() == pytest.approx([0.5 * (1 + 0.5 * math.tanh(1.0)), 0.0])
+    assert MF.opm_drop_probabilities(torch.tensor([9.0, 1.0]), 0.9, 1.0)[0] == 1.0  # clipped
+    scale = MF.opm_rescale(torch.tensor([10.0, 30.0]), torch.tensor([0.4, 0.0]))
+    assert scale.item() == pytest.approx(1 / (1 - 0.1))
+    opm = _trainer(tmp_path, "opm", {"p_exe": 1.0, "warmup_epochs": 0, "q_base": 0.3, "lam": 0.5})
+    batch = next(iter(opm._loader(opm.data.train, train=True)))
+    model = opm.model
+    warm = opm.method.forward(model, batch, opm._state(0, 0, 1))  # epoch 0: warm-up, no drop
+    assert opm.method._keep is None
+    torch.manual_seed(0)
+    out = opm.method.forward(model, batch, opm._state(1, 0, 1))
+    feats_a = out.features["a"]
+    dropped = feats_a.abs().sum(1) == 0
+    assert 0 < int(dropped.sum()) < len(dropped)  # a (dominant) loses some samples' features
+    assert torch.equal(out.features["b"] != 0, warm.features["b"] != 0)  # b is never dropped
+    q_a = opm.method._sums["q_a"]  # the q of this one dropping step
+    assert 0 < q_a < 1 and opm.method._sums["q_b"] == 0.0
+    theta = q_a * 16 / (16 + 16)  # both encoders end in 16 features
+    # kept features are scaled by 1 / (1 - theta)
+    assert torch.allclose(feats_a[~dropped], warm.features["a"][~dropped] / (1 - theta), atol=1e-5)
+    assert opm.method.loss(out, batch, opm._state(1, 0, 1))["ce"].isfinite()

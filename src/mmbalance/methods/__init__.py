@@ -14,11 +14,12 @@ from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.diag_relearn import DiagRelearn
 from mmbalance.methods.joint import Joint
 from mmbalance.methods.ogm import OGM, OGMGE
+from mmbalance.methods.opm import OPM, OPMOGM
 from mmbalance.methods.pmr import PMR
 from mmbalance.methods.unimodal import Unimodal
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, PMR, DiagRelearn)
+    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, DiagRelearn)
 }
 
 

@@ -91,3 +91,22 @@ def cluster_purity(assign: Tensor, labels: Tensor) -> float:
 def relearn_weight(gap: float, lam: float) -> float:
     """D&R's re-initialisation strength ``w = tanh(lambda * gap)``."""
     return float(torch.tanh(torch.tensor(lam * gap)))
+
+
+def opm_drop_probabilities(scores: Tensor, q_base: float, lam: float) -> Tensor:
+    """OPM's feature-drop probabilities ``q_m`` (TPAMI24, ``methods.md`` s. 3).
+
+    ``q_m = q_base (1 + lambda tanh(relu(rho_m - 1)))`` for a modality that dominates
+    (``rho_m > 1``, :func:`ogm_ratio`), 0 otherwise; clipped to ``[0, 1]``.
+    """
+    rho = ogm_ratio(scores)
+    t = torch.tanh(torch.relu(rho - 1))
+    q = torch.where(t > 0, q_base * (1 + lam * t), torch.zeros_like(rho))
+    return q.clamp(0.0, 1.0)
+
+
+def opm_rescale(dims: Tensor, q: Tensor) -> Tensor:
+    """``1 / (1 - theta)`` with ``theta = sum_m d_m q_m / sum_m d_m``: keeps the expected fused
+    feature norm when a share ``theta`` of the feature dimensions is dropped."""
+    theta = (dims * q).sum() / dims.sum()
+    return 1.0 / (1.0 - theta).clamp_min(1e-6)
