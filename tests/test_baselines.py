@@ -214,3 +214,64 @@ def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
     # kept features are scaled by 1 / (1 - theta)
     assert torch.allclose(feats_a[~dropped], warm.features["a"][~dropped] / (1 - theta), atol=1e-5)
     assert opm.method.loss(out, batch, opm._state(1, 0, 1))["ce"].isfinite()
+
+
+def test_agm_shapley_responses_ratios_and_kappa() -> None:
+    f = {
+        frozenset(): torch.tensor([0.5]),
+        frozenset({"a"}): torch.tensor([2.0]),
+        frozenset({"v"}): torch.tensor([1.0]),
+        frozenset({"a", "v"}): torch.tensor([4.0]),
+    }
+    r = MF.shapley_responses(f, ["a", "v"])
+    # AGM: m_a = (f(a,v) - f(0,v) + f(a,0)) / 2, m_v = (f(a,v) - f(a,0) + f(0,v)) / 2
+    assert r["a"].item() == pytest.approx((4 - 1 + 2) / 2)
+    assert r["v"].item() == pytest.approx((4 - 2 + 1) / 2)
+    g = torch.Generator().manual_seed(0)
+    three = ["a", "b", "c"]
+    outs = {
+        frozenset(s): torch.randn(2, 3, generator=g)
+        for k in range(4)
+        for s in __import__("itertools").combinations(three, k)
+    }
+    resp = MF.shapley_responses(outs, three)
+    assert torch.allclose(sum(resp.values()), outs[frozenset(three)], atol=1e-6)  # efficiency
+    losses = torch.tensor([0.5, 1.5])
+    assert MF.agm_ratios(losses).tolist() == pytest.approx([math.exp(1.0), math.exp(-1.0)])
+    running = torch.tensor([1.0, 1.0])  # rbar = [1, 1]
+    kappa = MF.agm_kappa(losses, running, alpha=0.5)
+    assert kappa.tolist() == pytest.approx(
+        [math.exp(0.5 * (1 - math.e)), math.exp(0.5 * (1 - math.exp(-1)))]
+    )
+    assert MF.agm_kappa(torch.tensor([0.0, 50.0]), running, 1.0)[1].item() == pytest.approx(
+        math.exp(1 - math.exp(-50))
+    )
+
+
+def test_agm_forward_sums_to_the_full_output_and_scales_gradients(tmp_path: Path) -> None:
+    # no normalisation layers: the train-mode and eval-mode passes are deterministic functions
+    agm = _trainer(
+        tmp_path,
+        "agm",
+        {"alpha": 1.0},
+        model={"encoder": {"type": "mlp", "hidden": [16], "norm": "none"}},
+    )
+    batch = next(iter(agm._loader(agm.data.train, train=True)))
+    state = agm._state(0, 0, 1)
+    out1 = agm.method.forward(agm.model, batch, state)
+    assert agm.method.running is not None and agm.method.updates == 1
+    assert agm.method._sums == {"kappa_a": 1.0, "kappa_b": 1.0}  # no running mean yet: kappa 1
+    with torch.no_grad():
+        agm.model.train()
+        full = agm.model(batch["inputs"]).logits
+    assert torch.allclose(out1.logits, full, atol=1e-5)  # responses sum to f(a, b)
+    first = agm.method.running.clone()
+    agm.method.forward(agm.model, batch, state)
+    assert agm.method.updates == 2
+    # t-th update: (t-1)/t old + 1/t new; the same batch gives the same losses again
+    assert torch.allclose(agm.method.running, first, atol=1e-5)
+    x = torch.ones(3, requires_grad=True)
+    from mmbalance.methods.agm import _ScaleGrad
+
+    _ScaleGrad.apply(x, 0.25).sum().backward()
+    assert x.grad.tolist() == [0.25, 0.25, 0.25]

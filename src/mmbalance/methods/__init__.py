@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmbalance.errors import ConfigError
+from mmbalance.methods.agm import AGM
 from mmbalance.methods.aim import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.diag_relearn import DiagRelearn
@@ -19,7 +20,7 @@ from mmbalance.methods.pmr import PMR
 from mmbalance.methods.unimodal import Unimodal
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, DiagRelearn)
+    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, AGM, DiagRelearn)
 }
 
 

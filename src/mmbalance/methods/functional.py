@@ -6,6 +6,9 @@ Shapes: ``M`` modalities, ``B`` batch, ``K`` classes.
 
 from __future__ import annotations
 
+import math
+from itertools import combinations
+
 import torch
 from torch import Tensor
 
@@ -110,3 +113,41 @@ def opm_rescale(dims: Tensor, q: Tensor) -> Tensor:
     feature norm when a share ``theta`` of the feature dimensions is dropped."""
     theta = (dims * q).sum() / dims.sum()
     return 1.0 / (1.0 - theta).clamp_min(1e-6)
+
+
+def shapley_responses(
+    outputs: dict[frozenset[str], Tensor], modalities: list[str]
+) -> dict[str, Tensor]:
+    """AGM's per-modality responses from the ``2^M`` padded passes (``methods.md`` s. 4).
+
+    ``outputs[S]`` is the model's output with the modalities outside ``S`` zeroed. Response
+    ``m_m = phi_m + f(empty) / M`` where ``phi_m`` is the Shapley value of modality m, so the
+    responses sum to ``f(all)``. For two modalities this is AGM's
+    ``m_a = (f(a,v) - f(0,v) + f(a,0)) / 2``.
+    """
+    n = len(modalities)
+    out = {}
+    for m in modalities:
+        others = [o for o in modalities if o != m]
+        total = outputs[frozenset()] / n
+        for size in range(n):
+            weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+            for subset in combinations(others, size):
+                s = frozenset(subset)
+                total = total + weight * (outputs[s | {m}] - outputs[s])
+        out[m] = total
+    return out
+
+
+def agm_ratios(losses: Tensor) -> Tensor:
+    """``r_m = exp(mean_{j != m} l_j - l_m)``; two modalities: ``r_a = exp(l_v - l_a)``."""
+    n = losses.shape[0]
+    others = (losses.sum() - losses) / (n - 1)
+    return torch.exp(others - losses)
+
+
+def agm_kappa(losses: Tensor, running: Tensor, alpha: float) -> Tensor:
+    """``kappa_m = exp(alpha * min(rbar_m - r_m, 10))``: ``r`` from this step's losses, ``rbar``
+    from their running means (the target the modalities are steered back to)."""
+    diff = agm_ratios(running) - agm_ratios(losses)
+    return torch.exp(alpha * diff.clamp(max=10.0))
