@@ -275,3 +275,31 @@ def test_agm_forward_sums_to_the_full_output_and_scales_gradients(tmp_path: Path
 
     _ScaleGrad.apply(x, 0.25).sum().backward()
     assert x.grad.tolist() == [0.25, 0.25, 0.25]
+
+
+def test_gblending_weight_and_blended_loss(tmp_path: Path) -> None:
+    # G = 1.0 - 0.8 = 0.2; O = (0.8 - 0.3) - (1.0 - 0.9) = 0.4 -> |G / O^2| = 1.25
+    assert MF.gblending_weight(0.9, 1.0, 0.3, 0.8) == pytest.approx(0.2 / 0.16)
+    gb = _trainer(
+        tmp_path, "gblending", {"super_epoch": 2, "estimate_epochs": 1}, train={"epochs": 3}
+    )
+    head_params = {id(p) for p in gb.method.heads.parameters()}
+    opt_params = {id(p) for group in gb.optimizer.param_groups for p in group["params"]}
+    assert head_params <= opt_params  # the per-modality classifiers train with the model
+    result = gb.fit()
+    w = [{k: r[k] for k in r if k.startswith("method_w_")} for r in result.history]
+    assert sum(w[0].values()) == pytest.approx(1.0) and set(w[0]) == {
+        "method_w_fused",
+        "method_w_a",
+        "method_w_b",
+    }
+    assert w[1] == w[0] and w[2] != w[0]  # re-estimated at the super-epoch boundary (epoch 2)
+    batch = next(iter(gb._loader(gb.data.train, train=True)))
+    state = gb._state(2, 0, 1)
+    out = gb.model(batch["inputs"])
+    terms = gb.method.loss(out, batch, state)
+    heads = gb.method.heads(out.features)
+    expected = gb.method.weights["fused"] * F.cross_entropy(out.logits, batch["label"]) + sum(
+        gb.method.weights[m] * F.cross_entropy(heads[m], batch["label"]) for m in ("a", "b")
+    )
+    assert sum(terms.values()).item() == pytest.approx(expected.item(), rel=1e-5)

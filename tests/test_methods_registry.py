@@ -31,6 +31,7 @@ def test_every_method_trains_two_steps_with_finite_loss_and_gradients(
     trainer = Trainer(model, method, data, cfg, tmp_path / "run")
     batches = iter(trainer._loader(data.train, train=True))
     method.on_fit_start(trainer._state(0, 0, 2))
+    method.on_epoch_start(trainer._state(0, 0, 2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for step in range(2):
         batch = {k: v for k, v in next(batches).items()}

@@ -13,6 +13,7 @@ from mmbalance.methods.agm import AGM
 from mmbalance.methods.aim import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.diag_relearn import DiagRelearn
+from mmbalance.methods.gblending import GBlending
 from mmbalance.methods.joint import Joint
 from mmbalance.methods.ogm import OGM, OGMGE
 from mmbalance.methods.opm import OPM, OPMOGM
@@ -20,7 +21,8 @@ from mmbalance.methods.pmr import PMR
 from mmbalance.methods.unimodal import Unimodal
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, AGM, DiagRelearn)
+    cls.name: cls
+    for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, AGM, GBlending, DiagRelearn)
 }
 
 

@@ -107,6 +107,11 @@ class Method:
                 f"use one of {', '.join(self.supported_fusions)}"
             )
 
+    def extra_modules(self, model: MultimodalModel) -> list[torch.nn.Module]:
+        """Trainable modules the method adds, trained by the model's optimiser (built after
+        this call). The method owns them and saves them in :meth:`state_dict`."""
+        return []
+
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
         """Called once, after the model and optimiser exist and before any resume."""
 

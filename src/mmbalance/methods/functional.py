@@ -151,3 +151,16 @@ def agm_kappa(losses: Tensor, running: Tensor, alpha: float) -> Tensor:
     from their running means (the target the modalities are steered back to)."""
     diff = agm_ratios(running) - agm_ratios(losses)
     return torch.exp(alpha * diff.clamp(max=10.0))
+
+
+def gblending_weight(
+    train_start: float, val_start: float, train_end: float, val_end: float
+) -> float:
+    """G-Blending's unnormalised weight ``|G / O^2|`` of one output.
+
+    ``G = L^V_start - L^V_end`` (generalisation gained), ``O = (L^V_end - L^T_end) -
+    (L^V_start - L^T_start)`` (overfitting gained); O is floored at 1e-8 in magnitude.
+    """
+    gain = val_start - val_end
+    over = (val_end - train_end) - (val_start - train_start)
+    return abs(gain / max(over * over, 1e-16))

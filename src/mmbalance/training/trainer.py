@@ -69,7 +69,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.run_dir / "checkpoints"
         method.check(model, model.fusion.name)
-        self.optimizer = build_optimizer(model.parameters(), config.optim)
+        # Modules a method adds (e.g. G-Blending's per-modality classifiers) train with the
+        # model's optimiser; the method saves their weights in its own state.
+        extra = torch.nn.ModuleList(method.extra_modules(model)).to(self.device)
+        self.trainable = [*model.parameters(), *extra.parameters()]
+        self.optimizer = build_optimizer(self.trainable, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.train.epochs)
         method.setup(model, self.optimizer)
         self.epoch = 0  # epochs completed
@@ -159,7 +163,7 @@ class Trainer:
         loss.backward()
         method.on_after_backward(model, state)
         if self.config.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.optim.grad_clip)
         self.optimizer.step()
         method.on_step_end(state)
         self.step += 1

@@ -1,0 +1,164 @@
+"""Gradient-Blending (Wang, Tran, Feiszli; CVPR 2020; ``methods.md`` s. 7).
+
+A classifier per modality is trained beside the fused head, and the loss blends their
+cross-entropies, ``sum_k w_k CE(logits_k)``. The weights come from each output's
+overfitting-to-generalisation ratio, estimated at the start of every super-epoch: a copy of the
+current model trains ``estimate_epochs`` epochs on output k alone, and from the losses on the
+training split (T) and the **validation** split (V) before and after,
+
+    G = L^V_start - L^V_end,    O = (L^V_end - L^T_end) - (L^V_start - L^T_start),
+    w_k = |G / O^2|, normalised to sum to 1.
+
+The copies never touch the test split (BalanceBenchmark's version estimates on test).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from mmbalance.methods import functional as MF
+from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.structured import check_positive
+from mmbalance.training.evaluate import to_device
+
+FUSED = "fused"
+
+
+@dataclass
+class GBlendingOptions:
+    """``method.options`` of ``gblending``."""
+
+    super_epoch: int = 10  # re-estimate the weights every this many epochs (BalanceBenchmark)
+    estimate_epochs: int = 1  # epochs each copy trains for one estimate
+    estimate_batch_size: int = 64
+
+    def validate(self, where: str) -> None:
+        for name in ("super_epoch", "estimate_epochs", "estimate_batch_size"):
+            check_positive(getattr(self, name), f"{where}.{name}")
+
+
+class ModalityClassifiers(nn.Module):
+    """``Linear(d_m, K)`` per modality on the (attached) pooled features."""
+
+    def __init__(self, model: MultimodalModel) -> None:
+        super().__init__()
+        k = model.head.out_features
+        self.heads = nn.ModuleDict({m: nn.Linear(e.out_dim, k) for m, e in model.encoders.items()})
+
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {m: h(features[m]) for m, h in self.heads.items()}
+
+
+def _all_logits(
+    model: MultimodalModel, heads: ModalityClassifiers, inputs: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    out = model(inputs)
+    return {FUSED: out.logits, **heads(out.features)}
+
+
+@torch.no_grad()
+def _mean_losses(
+    model: MultimodalModel, heads: ModalityClassifiers, loader: Any, device: torch.device
+) -> dict[str, float]:
+    was = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for raw in loader:
+        batch = to_device(raw, device)
+        for k, lg in _all_logits(model, heads, batch["inputs"]).items():
+            sums[k] = sums.get(k, 0.0) + float(F.cross_entropy(lg, batch["label"], reduction="sum"))
+        n += batch["label"].numel()
+    model.train(was)
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+class GBlending(Method):
+    """Loss blending with weights from the overfitting-to-generalisation ratio."""
+
+    name = "gblending"
+    description = "G-Blending (CVPR20): blend per-modality and fused CE by validation OGR weights"
+    Options = GBlendingOptions
+
+    def __init__(self, options: GBlendingOptions | None = None) -> None:
+        super().__init__(options)
+        self.heads: ModalityClassifiers | None = None
+        self.weights: dict[str, float] = {}
+        self._estimated_at: int = -1
+
+    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+        self.heads = ModalityClassifiers(model)
+        return [self.heads]
+
+    def estimate(self, state: TrainState) -> dict[str, float]:
+        """One G-Blending weight estimate with copies of the current model and classifiers."""
+        assert self.heads is not None
+        o = self.options
+        train_set = state.loaders["train"].dataset
+        raw: dict[str, float] = {}
+        for target in [FUSED, *state.model.modalities]:
+            model = copy.deepcopy(state.model)
+            heads = copy.deepcopy(self.heads)
+            params = [*model.parameters(), *heads.parameters()]
+            opt = type(state.optimizer)(params, **state.optimizer.defaults)
+            start_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
+            start_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
+            gen = torch.Generator().manual_seed(1000 * state.epoch + len(raw))
+            loader = DataLoader(
+                train_set, batch_size=o.estimate_batch_size, shuffle=True, generator=gen
+            )
+            model.train()
+            for _ in range(o.estimate_epochs):
+                for batch_raw in loader:
+                    batch = to_device(batch_raw, state.device)
+                    loss = F.cross_entropy(
+                        _all_logits(model, heads, batch["inputs"])[target], batch["label"]
+                    )
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            end_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
+            end_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
+            raw[target] = MF.gblending_weight(start_t, start_v, end_t, end_v)
+        total = sum(raw.values())
+        return (
+            {k: v / total for k, v in raw.items()} if total > 0 else {k: 1 / len(raw) for k in raw}
+        )
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        if state.epoch % self.options.super_epoch == 0 and self._estimated_at != state.epoch:
+            self.weights = self.estimate(state)
+            self._estimated_at = state.epoch
+
+    def loss(
+        self, output: ModelOutput, batch: dict[str, Any], state: TrainState
+    ) -> dict[str, Tensor]:
+        assert self.heads is not None
+        y = batch["label"]
+        logits = {FUSED: output.logits, **self.heads(output.features)}
+        return {f"ce_{k}": w * F.cross_entropy(logits[k], y) for k, w in self.weights.items()}
+
+    def on_epoch_end(self, state: TrainState) -> dict[str, float]:
+        return {f"w_{k}": w for k, w in self.weights.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.heads is not None
+        return {
+            "heads": self.heads.state_dict(),
+            "weights": dict(self.weights),
+            "estimated_at": self._estimated_at,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.heads is not None
+        self.heads.load_state_dict(state["heads"])
+        self.weights = dict(state["weights"])
+        self._estimated_at = int(state["estimated_at"])
