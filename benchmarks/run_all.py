@@ -1,4 +1,4 @@
-"""Run every benchmark and rewrite BENCHMARKS.md (about an hour on 2 CPU cores).
+"""Run every benchmark and rewrite BENCHMARKS.md (about 40 minutes on 2 CPU cores).
 
 python benchmarks/run_all.py
 """
@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 STEPS = [
     ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "2", "--latent", "512"],
-    ["aim_accuracy.py", "--seeds", "0", "1", "2", "--workers", "2"],
+    ["accuracy.py", "--seeds", "0", "1", "2", "--workers", "2"],
     ["write_report.py"],
 ]
 

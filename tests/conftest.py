@@ -49,3 +49,8 @@ def tiny(tmp_path: Any) -> ExperimentConfig:
 def _single_thread() -> None:
     # Two CI cores: one intra-op thread per test process keeps timings predictable.
     torch.set_num_threads(1)
+
+
+def without_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metric rows minus the wall-clock column, for comparing runs exactly."""
+    return [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import tiny_config, without_time
 
 from mmbalance.aim.decoupler import decoupler_size
 from mmbalance.errors import CapabilityError
@@ -219,8 +219,7 @@ def test_resume_mid_run_restores_prototypes_decoupler_and_optimisers_exactly(
     resumed = trainer("crash")
     resumed.resume()
     result = resumed.fit()
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]  # noqa: E731
-    assert strip(result.history) == strip(full_result.history)
+    assert without_time(result.history) == without_time(full_result.history)
     a, b = full.method.state_dict(), resumed.method.state_dict()
     for part in ("dap", "decoupler"):
         for k, v in a[part].items():

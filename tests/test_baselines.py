@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import tiny_config, without_time
 
 from mmbalance.experiment import build_experiment
 from mmbalance.methods import create_method, list_methods
@@ -187,8 +187,7 @@ def test_every_method_resumes_exactly(name: str, tmp_path: Path) -> None:
     resumed = trainer("crash")
     resumed.resume()
     result = resumed.fit()
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]  # noqa: E731
-    assert strip(result.history) == strip(full.history)
+    assert without_time(result.history) == without_time(full.history)
 
 
 def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
@@ -208,8 +207,8 @@ def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
     dropped = feats_a.abs().sum(1) == 0
     assert 0 < int(dropped.sum()) < len(dropped)  # a (dominant) loses some samples' features
     assert torch.equal(out.features["b"] != 0, warm.features["b"] != 0)  # b is never dropped
-    q_a = opm.method._sums["q_a"]  # the q of this one dropping step
-    assert 0 < q_a < 1 and opm.method._sums["q_b"] == 0.0
+    q_a = opm.method.means.sums["q_a"]  # the q of this one dropping step
+    assert 0 < q_a < 1 and opm.method.means.sums["q_b"] == 0.0
     theta = q_a * 16 / (16 + 16)  # both encoders end in 16 features
     # kept features are scaled by 1 / (1 - theta)
     assert torch.allclose(feats_a[~dropped], warm.features["a"][~dropped] / (1 - theta), atol=1e-5)
@@ -260,7 +259,7 @@ def test_agm_forward_sums_to_the_full_output_and_scales_gradients(tmp_path: Path
     state = agm._state(0, 0, 1)
     out1 = agm.method.forward(agm.model, batch, state)
     assert agm.method.running is not None and agm.method.updates == 1
-    assert agm.method._sums == {"kappa_a": 1.0, "kappa_b": 1.0}  # no running mean yet: kappa 1
+    assert agm.method.means.sums == {"kappa_a": 1.0, "kappa_b": 1.0}  # no running mean yet: kappa 1
     with torch.no_grad():
         agm.model.train()
         full = agm.model(batch["inputs"]).logits

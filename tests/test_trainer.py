@@ -8,17 +8,13 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import tiny_config, without_time
 
 from mmbalance.errors import CheckpointError, NonFiniteLossError
 from mmbalance.experiment import build_experiment, resume_experiment, run_experiment
 from mmbalance.methods.base import Method
 from mmbalance.training.checkpoint import load_checkpoint
 from mmbalance.training.trainer import Trainer
-
-
-def _metrics_without_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k != "time_epoch"} for r in rows]
 
 
 class Recorder(Method):
@@ -152,7 +148,7 @@ def test_interrupted_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path: 
     resumed.resume()
     assert resumed.method.counter == full.method.counter // 2  # method state restored
     result = resumed.fit()
-    assert _metrics_without_time(result.history) == _metrics_without_time(full_result.history)
+    assert without_time(result.history) == without_time(full_result.history)
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
@@ -165,7 +161,7 @@ def test_resume_experiment_continues_a_run_folder(tmp_path: Path) -> None:
     uninterrupted = run_experiment(
         tiny_config(tmp_path, train={"epochs": 3}, optim={"scheduler": "none"}), tmp_path / "ref"
     )
-    assert _metrics_without_time(longer.history) == _metrics_without_time(uninterrupted.history)
+    assert without_time(longer.history) == without_time(uninterrupted.history)
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(

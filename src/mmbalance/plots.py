@@ -67,10 +67,15 @@ def plot_modality_accuracy(
     ax.set(xlabel="epoch", ylabel=f"{split} accuracy", title="Per-modality accuracy (Fig. 1)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
+    _save(fig, out)
+    return series
+
+
+def _save(fig: Any, out: Path, tight: bool = True) -> None:
+    if tight:
+        fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return series
 
 
 def _depth_keys(row: dict[str, Any], pattern: str) -> dict[tuple[str, int], str]:
@@ -97,9 +102,7 @@ def plot_depth_imbalance(run_dir: Path, out: Path) -> Series:
     )
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
     return series
 
 
@@ -124,9 +127,7 @@ def plot_aux_vs_original(run_dir: Path, out: Path) -> Series:
         ax.set(xlabel="epoch", ylabel="mean over depths of s (Eq. 9)", title=f"{m} (Fig. 5)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out)
     return series
 
 
@@ -152,8 +153,7 @@ def plot_orthogonality(run_dir: Path, out: Path, epoch: int | None = None) -> di
             ax.set_yticks([])
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.suptitle(f"Prototype orthogonality O_d^m (Eq. 16), epoch {row['epoch'] + 1}")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save(fig, out, tight=False)
     return {"epoch": row["epoch"], "matrices": mats}
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmbalance.methods import functional as MF
-from mmbalance.methods.base import Method, TrainState
+from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.base import eval_mode
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
@@ -67,8 +67,7 @@ class AGM(Method):
         super().__init__(options)
         self.running: Tensor | None = None  # running means of the per-modality losses
         self.updates = 0
-        self._sums: dict[str, float] = {}
-        self._steps = 0
+        self.means = EpochMeans()
 
     def forward(
         self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
@@ -109,8 +108,8 @@ class AGM(Method):
             for m, k in zip(mods, kappa.tolist(), strict=True)
         ]
         for m, k in zip(mods, kappa.tolist(), strict=True):
-            self._sums[f"kappa_{m}"] = self._sums.get(f"kappa_{m}", 0.0) + k
-        self._steps += 1
+            self.means.add(f"kappa_{m}", k)
+        self.means.step()
         return ModelOutput(torch.stack(scaled).sum(0), full.features, full.unimodal_logits, None)
 
     def loss(
@@ -125,9 +124,7 @@ class AGM(Method):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
-        out = {k: v / max(self._steps, 1) for k, v in self._sums.items()}
-        self._sums, self._steps = {}, 0
-        return out
+        return self.means.pop()
 
     def state_dict(self) -> dict[str, Any]:
         return {"running": self.running, "updates": self.updates}

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from mmbalance.aim.blocks import call_with_weights
 from mmbalance.aim.decoupler import Decoupler
 from mmbalance.aim.prototypes import DepthAdaptivePrototypes, represent
 from mmbalance.errors import CapabilityError, ConfigError
-from mmbalance.methods.base import Method, TrainState
+from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
 
@@ -121,8 +120,7 @@ class AIM(Method):
         self.label_heads: LabelHeads | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._protos: dict[str, list[Tensor]] | None = None
-        self._diag: dict[str, float] = defaultdict(float)
-        self._diag_count = 0
+        self.means = EpochMeans()
         self._dap_last: dict[str, float] = {}
 
     # -- construction -----------------------------------------------------------------------
@@ -306,19 +304,19 @@ class AIM(Method):
         rec: float,
     ) -> None:
         """Accumulate the per-step diagnostics of spec s. 8 (averaged per epoch)."""
-        diag = self._diag
+        add = self.means.add
         for d in range(s.shape[0]):
-            diag[f"alpha_d{d + 1}"] += float(alpha[d])
+            add(f"alpha_d{d + 1}", float(alpha[d]))
             for j, m in enumerate(mods):
-                diag[f"s_{m}_d{d + 1}"] += float(s[d, j])
-                diag[f"rho_{m}_d{d + 1}"] += float(rho[d, j])
+                add(f"s_{m}_d{d + 1}", float(s[d, j]))
+                add(f"rho_{m}_d{d + 1}", float(rho[d, j]))
                 if self.decoupler is not None:
-                    diag[f"saux_{m}_d{d + 1}"] += float(s_aux[d, j])
-                    diag[f"rhoaux_{m}_d{d + 1}"] += float(rho_aux[d, j])
+                    add(f"saux_{m}_d{d + 1}", float(s_aux[d, j]))
+                    add(f"rhoaux_{m}_d{d + 1}", float(rho_aux[d, j]))
         if self.decoupler is not None:
-            diag["mask_density"] += mask_density
-            diag["recon_error"] += rec
-        self._diag_count += 1
+            add("mask_density", mask_density)
+            add("recon_error", rec)
+        self.means.step()
 
     def on_step_end(self, state: TrainState) -> None:
         for name in ("decoupler", "label_heads"):
@@ -339,12 +337,9 @@ class AIM(Method):
             }
             with orthogonality_path(state.run_dir).open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-        n = max(self._diag_count, 1)
-        out = {k: v / n for k, v in self._diag.items()}
+        out = self.means.pop()
         out.update(self._dap_last)
         out["phase"] = 2.0 if state.epoch >= self.options.start_epoch else 1.0
-        self._diag.clear()
-        self._diag_count = 0
         return out
 
     # -- diagnostics ------------------------------------------------------------------------

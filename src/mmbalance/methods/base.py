@@ -62,6 +62,28 @@ class TrainState:
         return float(self.optimizer.param_groups[0]["lr"])
 
 
+class EpochMeans:
+    """Per-step diagnostics averaged over an epoch (logged as ``method_<name>`` columns)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, name: str, value: float) -> None:
+        """Add ``value`` to this epoch's sum of ``name``."""
+        self.sums[name] = self.sums.get(name, 0.0) + value
+
+    def step(self) -> None:
+        """Count one step (the divisor of every mean)."""
+        self.steps += 1
+
+    def pop(self) -> dict[str, float]:
+        """The means over the steps counted so far, then start a new epoch."""
+        out = {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return out
+
+
 class Method:
     """Base class with no-op hooks; the default ``loss`` is plain cross-entropy (Eq. 2)."""
 

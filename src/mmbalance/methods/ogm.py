@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from mmbalance.methods import functional as MF
-from mmbalance.methods.base import Method, TrainState
+from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
 
@@ -52,8 +52,7 @@ class OGM(Method):
     def __init__(self, options: OGMOptions | None = None) -> None:
         super().__init__(options)
         self._k: Tensor | None = None
-        self._sums: dict[str, float] = {}
-        self._steps = 0
+        self.means = EpochMeans()
 
     def _logits(self, output: ModelOutput) -> dict[str, Tensor]:
         source = self.options.scores
@@ -93,13 +92,11 @@ class OGM(Method):
                     p.grad.mul_(k).add_(noise)
                 else:
                     p.grad.mul_(k)
-            self._sums[f"k_{m}"] = self._sums.get(f"k_{m}", 0.0) + k
-        self._steps += 1
+            self.means.add(f"k_{m}", k)
+        self.means.step()
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
-        out = {k: v / max(self._steps, 1) for k, v in self._sums.items()}
-        self._sums, self._steps = {}, 0
-        return out
+        return self.means.pop()
 
 
 @dataclass

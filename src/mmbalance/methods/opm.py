@@ -20,7 +20,7 @@ from torch import Tensor
 
 from mmbalance.errors import ConfigError
 from mmbalance.methods import functional as MF
-from mmbalance.methods.base import Method, TrainState
+from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.methods.ogm import OGM, OGMOptions
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
@@ -57,8 +57,7 @@ class OPM(Method):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self._keep: Tensor | None = None
-        self._sums: dict[str, float] = {}
-        self._steps = 0
+        self.means = EpochMeans()
 
     def check(self, model: MultimodalModel, fusion: str) -> None:
         super().check(model, fusion)
@@ -89,9 +88,9 @@ class OPM(Method):
                 keep = (torch.rand(features[m].shape[0], device=features[m].device) >= qm).float()
                 masks[m] = keep
                 features[m] = features[m] * keep.unsqueeze(1) * scale
-                self._sums[f"q_{m}"] = self._sums.get(f"q_{m}", 0.0) + qm
+                self.means.add(f"q_{m}", qm)
             self._keep = torch.stack(list(masks.values())).amax(dim=0) > 0
-        self._steps += 1
+        self.means.step()
         return model.classify(features)
 
     def loss(
@@ -103,9 +102,7 @@ class OPM(Method):
         return {"ce": ce.mean()}
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
-        out = {k: v / max(self._steps, 1) for k, v in self._sums.items()}
-        self._sums, self._steps = {}, 0
-        return out
+        return self.means.pop()
 
 
 @dataclass

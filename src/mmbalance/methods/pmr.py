@@ -19,7 +19,7 @@ from torch import Tensor
 from mmbalance.aim.functional import prototype_logits
 from mmbalance.errors import ConfigError
 from mmbalance.methods import functional as MF
-from mmbalance.methods.base import Method, TrainState
+from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.base import eval_mode
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
@@ -70,8 +70,7 @@ class PMR(Method):
     def __init__(self, options: PMROptions | None = None) -> None:
         super().__init__(options)
         self.prototypes: dict[str, Tensor] = {}
-        self._sums: dict[str, float] = {}
-        self._steps = 0
+        self.means = EpochMeans()
 
     def _refresh(self, state: TrainState, ema: bool) -> None:
         model = state.model
@@ -107,17 +106,15 @@ class PMR(Method):
             if pce:
                 terms["pce"] = torch.stack(pce).sum()
             for m, b in zip(mods, betas.tolist(), strict=True):
-                self._sums[f"beta_{m}"] = self._sums.get(f"beta_{m}", 0.0) + b
+                self.means.add(f"beta_{m}", b)
         for m, s in zip(mods, scores.tolist(), strict=True):
-            self._sums[f"score_{m}"] = self._sums.get(f"score_{m}", 0.0) + s / len(y)
-        self._steps += 1
+            self.means.add(f"score_{m}", s / len(y))
+        self.means.step()
         return terms
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         self._refresh(state, ema=True)
-        out = {k: v / max(self._steps, 1) for k, v in self._sums.items()}
-        self._sums, self._steps = {}, 0
-        return out
+        return self.means.pop()
 
     def state_dict(self) -> dict[str, Any]:
         return {"prototypes": dict(self.prototypes)}
