@@ -57,7 +57,7 @@ def _tested_modalities(result: object) -> list[str]:
 def _default_job(args: argparse.Namespace, overrides: list[str]) -> int:
     """The built-in experiment: AIM on mfeat (fac strong, mor weak), then joint training on the
     same data, seed and optimiser, and a side-by-side table."""
-    from mmbalance.experiment import result_table, run_experiment
+    from mmbalance.experiment import new_run_dir, result_table, run_experiment
 
     path = builtin_config(DEFAULT_CONFIG)
     config = load_config(path, overrides)
@@ -65,7 +65,7 @@ def _default_job(args: argparse.Namespace, overrides: list[str]) -> int:
     print(f"[1/2] {config.method.name} on {config.data.name} {config.data.modalities}", flush=True)
     main_run = run_experiment(config, args.out)
     baseline_cfg = load_config(path, [*overrides, "--method.name=joint", "--method.options={}"])
-    out = Path(main_run.run_dir).with_name(Path(main_run.run_dir).name + "-joint-baseline")
+    out = Path(args.out + "-joint-baseline") if args.out else new_run_dir(baseline_cfg)
     print("[2/2] joint training baseline, same data/seed/optimiser", flush=True)
     baseline = run_experiment(baseline_cfg, out)
     print(result_table(main_run, _tested_modalities(main_run)))
