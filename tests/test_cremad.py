@@ -177,3 +177,48 @@ def test_full_size_paper_config_is_valid_and_runs_scaled_down(cremad: Path, tmp_
     )
     result = run_experiment(small, tmp_path / "run")
     assert result.epochs == 1 and "test_acc_visual" in result.test
+
+
+def test_validate_lists_every_problem_of_a_dataset_folder(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from mmbalance.cli import main
+
+    root = make_cremad(tmp_path / "v")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "cremad", "options": {"root": str(root)}}}))
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 24 samples (NEU 4, HAP 4" in out and "no problems found" in out
+    lines = (root / "test.csv").read_text().splitlines()
+    first, second = lines[0].split(",")[0], lines[1].split(",")[0]
+    (root / "AudioWAV" / f"{first}.wav").write_bytes(b"")  # empty
+    frame = sorted((root / "Image-01-FPS" / second).iterdir())[0]
+    frame.write_bytes(b"not a jpeg")  # corrupt
+    with (root / "train.csv").open("a") as fh:
+        fh.write(f"{first},NEU\n")  # in both splits
+    assert main(["validate", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert f"empty audio file '{root}/AudioWAV/{first}.wav'" in out
+    assert f"unreadable frame '{frame}'" in out
+    assert "1 clip(s) in both splits" in out
+    assert main(["validate", str(cfg), "--data.options.root=/nonexistent"]) == 1
+    assert "does not exist" in capsys.readouterr().out
+
+
+def test_validate_other_datasets_reports_class_counts(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from mmbalance.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "mfeat", "modalities": ["fac", "mor"]}}))
+    assert main(["validate", str(cfg)]) == 0
+    assert "test: 400 samples (0 40, 1 40" in capsys.readouterr().out
+    bad = tmp_path / "arrays"
+    bad.mkdir()
+    np.save(bad / "a.npy", np.zeros((5, 2)))
+    np.save(bad / "labels.npy", np.zeros(4, int))
+    cfg.write_text(yaml.safe_dump({"data": {"name": "arrays", "options": {"root": str(bad)}}}))
+    assert main(["validate", str(cfg)]) == 1
+    assert "has 5 samples but there are 4 labels" in capsys.readouterr().out

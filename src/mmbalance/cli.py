@@ -113,6 +113,15 @@ def _cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _cmd_validate(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mmbalance.data.validate import validate_data
+
+    config = load_config(_config_path(args.config), overrides)
+    report = validate_data(config.data)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.data.registry import DATASETS
     from mmbalance.methods import METHODS
@@ -181,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="unimodal-only runs to draw as references in Fig. 1",
     )
     pl.set_defaults(func=_cmd_plot)
+    va = sub.add_parser(
+        "validate",
+        help="check a dataset before training (missing/unreadable files, labels, splits)",
+        description="Extra --section.key=value arguments override the config, "
+        "e.g. --data.options.root=DIR",
+    )
+    va.add_argument("config", help="experiment YAML (its data section is checked)")
+    va.set_defaults(func=_cmd_validate)
     ls = sub.add_parser("list", help="list methods, datasets, encoders and fusions")
     ls.set_defaults(func=_cmd_list)
     return parser
@@ -190,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     unknown = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if unknown or (extra and args.command != "train"):
+    if unknown or (extra and args.command not in ("train", "validate")):
         parser.error(f"unrecognised arguments: {' '.join(unknown or extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
