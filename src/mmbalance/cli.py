@@ -93,22 +93,16 @@ def comparison_table(results: dict[str, object]) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    import torch
-
     from mmbalance.experiment import build_experiment, load_run_config
-    from mmbalance.training.evaluate import evaluate
-    from mmbalance.training.trainer import load_checkpoint_model, make_loader
+    from mmbalance.training.trainer import Trainer
 
     config = load_run_config(args.run_dir)
-    data, model, _ = build_experiment(config)
-    ckpt = Path(args.run_dir) / "checkpoints" / f"{args.checkpoint}.pt"
-    device = torch.device(config.train.device)
-    model.load_state_dict(load_checkpoint_model(ckpt))
-    model.to(device)
+    data, model, method = build_experiment(config)
+    trainer = Trainer(model, method, data, config, args.run_dir)
+    trainer.load_weights(Path(args.run_dir) / "checkpoints" / f"{args.checkpoint}.pt")
     metrics = {}
     for split in args.splits:
-        loader = make_loader(getattr(data, split), config, train=False)
-        metrics.update(evaluate(model, loader, data.num_classes, device, split))
+        metrics.update(trainer.evaluate_split(split))
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -156,6 +156,10 @@ class Method:
         """Named loss terms; the trainer sums and logs them. Default: CE of the fused logits."""
         return {"ce": F.cross_entropy(output.logits, batch["label"])}
 
+    def predict(self, model: MultimodalModel, inputs: dict[str, Tensor]) -> ModelOutput:
+        """Inference (validation, test, ``mmbalance eval``); default: the plain model."""
+        return model(inputs)
+
     def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
         """After ``backward``, before clipping and the optimiser step (gradient modulation)."""
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.training.metrics import accuracy, macro_f1
 
 
@@ -23,9 +25,16 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate(
-    model: MultimodalModel, loader: DataLoader, num_classes: int, device: torch.device, prefix: str
+    model: MultimodalModel,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    prefix: str,
+    predict: Callable[[MultimodalModel, dict[str, Tensor]], ModelOutput] | None = None,
 ) -> dict[str, float]:
-    """Metrics of the plain model on ``loader`` (eval mode, no gradient, no RNG consumed).
+    """Metrics on ``loader`` (eval mode, no gradient, no RNG consumed).
+
+    ``predict(model, inputs)`` is the method's inference (default: the plain model).
 
     Keys: ``{prefix}_loss``, ``{prefix}_acc``, ``{prefix}_f1``; per modality ``{prefix}_acc_<m>``
     and ``{prefix}_f1_<m>`` from the unimodal heads (every fusion); for concat/sum also
@@ -38,7 +47,7 @@ def evaluate(
     loss_sum, n = 0.0, 0
     for raw in loader:
         batch = to_device(raw, device)
-        out = model(batch["inputs"])
+        out = predict(model, batch["inputs"]) if predict is not None else model(batch["inputs"])
         y = batch["label"]
         loss_sum += float(F.cross_entropy(out.logits, y, reduction="sum"))
         n += y.numel()

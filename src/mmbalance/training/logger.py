@@ -29,14 +29,8 @@ class MetricsLogger:
         self.jsonl = self.run_dir / "metrics.jsonl"
         self.csv = self.run_dir / "metrics.csv"
         self.rows: list[dict[str, Any]] = read_rows(self.jsonl)
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard not installed: JSONL/CSV are enough
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._tb: Any = None
+        self._tensorboard = tensorboard  # the writer is made on the first row, not before
 
     def truncate(self, epochs_done: int) -> None:
         """Keep only rows of epochs ``< epochs_done`` (used when resuming)."""
@@ -50,6 +44,13 @@ class MetricsLogger:
         with self.jsonl.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
         self._write_csv()
+        if self._tensorboard and self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard not installed: JSONL/CSV are enough
+                self._tensorboard = False
+            else:
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
         if self._tb is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):

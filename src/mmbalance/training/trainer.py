@@ -224,6 +224,24 @@ class Trainer:
         self.logger.truncate(self.epoch)
         log.info("resumed from %s after epoch %d", path, self.epoch)
 
+    def load_weights(self, path: str | Path) -> None:
+        """Model weights and method state of a ``best.pt`` / ``last.pt`` (for evaluation)."""
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        if state.get("method") is not None:
+            self.method.load_state_dict(state["method"])
+
+    def evaluate_split(self, split: str) -> dict[str, float]:
+        """Metrics on ``val`` or ``test`` with the method's own prediction (``Method.predict``)."""
+        return evaluate(
+            self.model,
+            self.eval_loaders[split],
+            self.data.num_classes,
+            self.device,
+            split,
+            predict=self.method.predict,
+        )
+
     # -- the run ----------------------------------------------------------------------------
     def fit(self) -> RunResult:
         """Train for the remaining epochs, select on validation, report test at that epoch."""
@@ -235,21 +253,9 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             row: dict[str, Any] = {"epoch": epoch}
             row.update(self.train_epoch(epoch))
-            row.update(
-                evaluate(
-                    self.model, self.eval_loaders["val"], self.data.num_classes, self.device, "val"
-                )
-            )
+            row.update(self.evaluate_split("val"))
             if cfg.test_every_epoch:
-                row.update(
-                    evaluate(
-                        self.model,
-                        self.eval_loaders["test"],
-                        self.data.num_classes,
-                        self.device,
-                        "test",
-                    )
-                )
+                row.update(self.evaluate_split("test"))
             row.update(
                 {
                     f"method_{k}": v
@@ -264,10 +270,9 @@ class Trainer:
             score = self._score(row)
             if self.best is None or score > self.best["score"]:
                 self.best = {"epoch": epoch, "score": score}
-                save_atomic(
-                    {"format": FORMAT_VERSION, "epoch": epoch, "model": self.model.state_dict()},
-                    self.ckpt_dir / "best.pt",
-                )
+                # the method's state too: some methods predict with modules of their own
+                best = {"format": FORMAT_VERSION, "epoch": epoch, "model": self.model.state_dict()}
+                save_atomic({**best, "method": self.method.state_dict()}, self.ckpt_dir / "best.pt")
             self.logger.log(row)
             save_atomic(self.state_dict(), self.ckpt_dir / "last.pt")
             log.info(_epoch_line(row, cfg.epochs, self.model.modalities))
@@ -282,10 +287,8 @@ class Trainer:
         if self.config.train.test_every_epoch:
             test = {k: v for k, v in best_row.items() if k.startswith("test_")}
         else:
-            self.model.load_state_dict(load_checkpoint_model(self.ckpt_dir / "best.pt"))
-            test = evaluate(
-                self.model, self.eval_loaders["test"], self.data.num_classes, self.device, "test"
-            )
+            self.load_weights(self.ckpt_dir / "best.pt")
+            test = self.evaluate_split("test")
         return RunResult(
             str(self.run_dir), self.best["epoch"], val, test, self.epoch, seconds, rows
         )
