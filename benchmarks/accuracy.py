@@ -64,6 +64,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "PMR": ("pmr", []),
     "AGM": ("agm", []),
     "G-Blending": ("gblending", []),
+    "Greedy": ("greedy", []),
     "D&R": ("diag_relearn", []),
 }
 

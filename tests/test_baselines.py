@@ -302,3 +302,50 @@ def test_gblending_weight_and_blended_loss(tmp_path: Path) -> None:
         gb.method.weights[m] * F.cross_entropy(heads[m], batch["label"]) for m in ("a", "b")
     )
     assert sum(terms.values()).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_greedy_speed_and_imbalance() -> None:
+    assert MF.relative_speed(2.0, 8.0) == 0.25
+    # d = log10(b0 / m0) - log10(b1 / m1) = log10(10) - log10(0.1) = 2
+    assert MF.greedy_imbalance([1.0, 1.0], [10.0, 0.1]) == pytest.approx(2.0)
+
+
+def test_greedy_mmtm_rescales_mid_network_and_curates(tmp_path: Path) -> None:
+    g = _trainer(tmp_path, "greedy", {"starting_epoch": 0, "window": 2, "eps": 0.0})
+    assert list(g.method.mmtm) == ["1"]  # MLP [16, 16]: an MMTM after depth 2
+    mmtm = g.method.mmtm["1"]
+    with torch.no_grad():
+        for lin in mmtm.excite:
+            lin.weight.zero_()
+            lin.bias.zero_()  # sigmoid(0) = 0.5 on every channel
+    batch = next(iter(g._loader(g.data.train, train=True)))
+    model = g.model.eval()
+    plain = model(batch["inputs"])
+    out = g.method.predict(model, batch["inputs"])
+    assert torch.allclose(out.features["a"], 0.5 * plain.features["a"], atol=1e-6)
+    assert torch.allclose(
+        out.logits,
+        model.classify({m: 0.5 * f for m, f in plain.features.items()}).logits,
+        atol=1e-6,
+    )
+    assert torch.allclose(sum(out.split_logits.values()), out.logits, atol=1e-6)  # prediction = sum
+    # a training step: learning speeds accumulate, then curation of the leaning modality starts
+    model.train()
+    g.train_step(batch, epoch=0, i=0, steps=1)
+    assert (
+        all(v > 0 for v in g.method.main) and g.method.caring in (0, 1) and g.method.remaining == 2
+    )
+    caring = g.method.caring
+    avg = g.method.averages[f"1_{caring}"]
+    with torch.no_grad():
+        mmtm.excite[caring].bias.fill_(5.0)  # would push the scale to ~0.99 without curation
+    seen = []
+    handle = (
+        g.model.encoders[g.model.modalities[caring]]
+        .blocks[1]
+        .register_forward_hook(lambda m, i, o: seen.append(o))
+    )
+    out = g.method.forward(g.model, batch, g._state(0, 1, 2))
+    handle.remove()
+    m = g.model.modalities[caring]
+    assert torch.allclose(out.features[m], seen[0] * avg, atol=1e-6)  # the running-average scale

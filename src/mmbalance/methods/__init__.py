@@ -14,6 +14,7 @@ from mmbalance.methods.aim import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.diag_relearn import DiagRelearn
 from mmbalance.methods.gblending import GBlending
+from mmbalance.methods.greedy import Greedy
 from mmbalance.methods.joint import Joint
 from mmbalance.methods.ogm import OGM, OGMGE
 from mmbalance.methods.opm import OPM, OPMOGM
@@ -22,7 +23,20 @@ from mmbalance.methods.unimodal import Unimodal
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (Joint, Unimodal, AIM, OGM, OGMGE, OPM, OPMOGM, PMR, AGM, GBlending, DiagRelearn)
+    for cls in (
+        Joint,
+        Unimodal,
+        AIM,
+        OGM,
+        OGMGE,
+        OPM,
+        OPMOGM,
+        PMR,
+        AGM,
+        GBlending,
+        Greedy,
+        DiagRelearn,
+    )
 }
 
 

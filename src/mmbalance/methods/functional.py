@@ -164,3 +164,17 @@ def gblending_weight(
     gain = val_start - val_end
     over = (val_end - train_end) - (val_start - train_start)
     return abs(gain / max(over * over, 1e-16))
+
+
+def relative_speed(grad_sq: float, param_sq: float) -> float:
+    """Greedy's learning-speed increment of one group: ``sum ||g||^2 / sum ||theta||^2``."""
+    return grad_sq / max(param_sq, 1e-12)
+
+
+def greedy_imbalance(main: list[float], bypass: list[float]) -> float:
+    """Greedy's conditional utilisation difference
+    ``d = log10(M_bypass_0 / M_main_0) - log10(M_bypass_1 / M_main_1)``."""
+    eps = 1e-12
+    return math.log10(max(bypass[0], eps) / max(main[0], eps)) - math.log10(
+        max(bypass[1], eps) / max(main[1], eps)
+    )

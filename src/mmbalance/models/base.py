@@ -66,6 +66,11 @@ class BlockEncoder(nn.Module):
         """Reduce the last block's output to one ``[batch, out_dim]`` feature per sample."""
         raise NotImplementedError
 
+    def scale_channels(self, h: Tensor, scale: Tensor, frames: int) -> Tensor:
+        """Multiply a block output channel-wise by ``scale [batch, channels]`` (the channels
+        ``pool`` keeps), e.g. MMTM's excitation. Default: ``[B, C]`` vector features."""
+        return h * scale
+
     def forward_intermediates(self, x: Tensor) -> Intermediates:
         """Run the encoder keeping each block's input and output."""
         h, frames = self.prepare(x)

@@ -106,6 +106,10 @@ class ResNet18Encoder(BlockEncoder):
         pooled = h.mean(dim=(2, 3))
         return pooled.reshape(-1, frames, pooled.shape[1]).mean(dim=1)
 
+    def scale_channels(self, h: Tensor, scale: Tensor, frames: int) -> Tensor:
+        # one scale per clip, shared by its frames (folded into the batch)
+        return h * scale.repeat_interleave(frames, dim=0)[:, :, None, None]
+
     def load_pretrained(self, path: str | Path) -> None:
         """Load a torchvision-layout ResNet18 state dict from a user file.
 

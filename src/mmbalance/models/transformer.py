@@ -85,3 +85,6 @@ class TransformerEncoder(BlockEncoder):
 
     def pool(self, h: Tensor, frames: int) -> Tensor:
         return h.mean(dim=1)
+
+    def scale_channels(self, h: Tensor, scale: Tensor, frames: int) -> Tensor:
+        return h * scale[:, None, :]
