@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "AGM": ("agm", []),
     "G-Blending": ("gblending", []),
     "Greedy": ("greedy", []),
+    "MLA": ("mla", []),
     "D&R": ("diag_relearn", []),
 }
 

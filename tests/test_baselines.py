@@ -349,3 +349,46 @@ def test_greedy_mmtm_rescales_mid_network_and_curates(tmp_path: Path) -> None:
     handle.remove()
     m = g.model.modalities[caring]
     assert torch.allclose(out.features[m], seen[0] * avg, atol=1e-6)  # the running-average scale
+
+
+def test_mla_projection_and_entropy_weights() -> None:
+    p = MF.owm_update(torch.eye(2), torch.tensor([[1.0, 0.0], [1.0, 0.0]]), alpha=1.0)
+    # r = [1, 0], k = [1, 0]^T: P = diag(1 - 1/2, 1), then divided by its Frobenius norm
+    expected = torch.diag(torch.tensor([0.5, 1.0])) / math.sqrt(1.25)
+    assert torch.allclose(p, expected)
+    confident = torch.tensor([[10.0, 0.0]])  # entropy ~ 0
+    unsure = torch.tensor([[0.0, 0.0]])  # entropy ln 2
+    w = MF.entropy_weights([confident, unsure])
+    e0 = -(confident.softmax(1) * confident.log_softmax(1)).sum().item()
+    # softmax over modalities of (max_j e_j - e_m) = softmax([ln2 - e0, 0])
+    a = math.exp(math.log(2) - e0)
+    assert w[:, 0].tolist() == pytest.approx([a / (a + 1), 1 / (a + 1)])
+
+
+def test_mla_alternates_unimodal_steps_and_fuses_at_test_time(tmp_path: Path) -> None:
+    mla = _trainer(tmp_path, "mla", {"test_fusion": "fixed", "fixed_weights": [0.55, 0.45]})
+    assert mla.method.passes(mla.model) == ["a", "b"]
+    batch = next(iter(mla._loader(mla.data.train, train=True)))
+    head_before = mla.method.head.weight.detach().clone()
+    grads = []
+    original = mla.method.on_after_backward
+
+    def record(model, state) -> None:
+        g = mla.method.head.weight.grad.clone()
+        original(model, state)
+        grads.append(
+            (state.pass_name, g, mla.method.head.weight.grad.clone(), mla.method.projection.clone())
+        )
+
+    mla.method.on_after_backward = record  # type: ignore[method-assign]
+    mla.train_step(batch, epoch=0, i=0, steps=1)
+    assert [g[0] for g in grads] == ["a", "b"] and mla.method.calls == 2 and mla.step == 1
+    assert torch.equal(grads[0][1], grads[0][2])  # first update: no projection yet
+    assert torch.allclose(grads[1][2], grads[1][1] @ grads[1][3].T, atol=1e-6)  # g P^T
+    assert not torch.equal(head_before, mla.method.head.weight)
+    mla.model.eval()
+    out = mla.method.predict(mla.model, batch["inputs"])
+    la, lb = out.split_logits["a"], out.split_logits["b"]
+    assert torch.allclose(out.logits, 0.55 * la + 0.45 * lb, atol=1e-6)
+    with pytest.raises(Exception, match="one weight per modality"):
+        _trainer(tmp_path / "x", "mla", {"test_fusion": "fixed", "fixed_weights": [1.0]})

@@ -33,21 +33,26 @@ def test_every_method_trains_two_steps_with_finite_loss_and_gradients(
     method.on_fit_start(trainer._state(0, 0, 2))
     method.on_epoch_start(trainer._state(0, 0, 2))
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    skip = ("unimodal_heads", *method.unused_model_parts)
+    trainable = {n for n, _ in model.named_parameters() if not n.startswith(skip)}
     for step in range(2):
         batch = {k: v for k, v in next(batches).items()}
-        state = trainer._state(0, step, 2)
-        out = method.forward(model, batch, state)
-        terms = method.loss(out, batch, state)
-        loss = sum(terms.values())
-        assert torch.isfinite(loss)
-        trainer.optimizer.zero_grad()
-        loss.backward()
-        method.on_after_backward(model, state)
-        trainer_params = [
-            p for n, p in model.named_parameters() if not n.startswith("unimodal_heads")
-        ]
-        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainer_params)
-        trainer.optimizer.step()
+        touched: set[str] = set()
+        for pass_name in method.passes(model):  # one pass, or one per modality (MLA)
+            state = trainer._state(0, step, 2, pass_name)
+            out = method.forward(model, batch, state)
+            terms = method.loss(out, batch, state)
+            loss = sum(terms.values())
+            assert torch.isfinite(loss)
+            trainer.optimizer.zero_grad()
+            loss.backward()
+            method.on_after_backward(model, state)
+            for n, p in model.named_parameters():
+                if p.grad is not None:
+                    assert torch.isfinite(p.grad).all(), n
+                    touched.add(n)
+            trainer.optimizer.step()
+        assert trainable <= touched, sorted(trainable - touched)
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("encoders.") for k in changed)
 

@@ -16,6 +16,7 @@ from mmbalance.methods.diag_relearn import DiagRelearn
 from mmbalance.methods.gblending import GBlending
 from mmbalance.methods.greedy import Greedy
 from mmbalance.methods.joint import Joint
+from mmbalance.methods.mla import MLA
 from mmbalance.methods.ogm import OGM, OGMGE
 from mmbalance.methods.opm import OPM, OPMOGM
 from mmbalance.methods.pmr import PMR
@@ -35,6 +36,7 @@ METHODS: dict[str, type[Method]] = {
         AGM,
         GBlending,
         Greedy,
+        MLA,
         DiagRelearn,
     )
 }

@@ -5,7 +5,7 @@ acts::
 
     on_fit_start(state)                                # once per fit (also after resume)
     on_epoch_start(state)
-    for batch:
+    for batch, for each of passes(model):              # one pass unless alternating
         output = forward(model, batch, state)          # alternating / padded passes
         terms  = loss(output, batch, state)            # named terms; the trainer sums them
         backward
@@ -56,6 +56,7 @@ class TrainState:
     # (class means, blend weights). There is deliberately no "test": nothing may select on it.
     loaders: Mapping[str, DataLoader]
     run_dir: Path
+    pass_name: str | None = None  # which of ``Method.passes`` this step is (None: the only one)
 
     @property
     def lr(self) -> float:
@@ -95,6 +96,7 @@ class Method:
     max_modalities: ClassVar[int | None] = None
     supported_fusions: ClassVar[tuple[str, ...] | None] = None  # None: every fusion
     needs_intermediates: ClassVar[bool] = False
+    unused_model_parts: ClassVar[tuple[str, ...]] = ()  # e.g. ("fusion", "head") for MLA
     modifies_grads: ClassVar[bool] = False
 
     def __init__(self, options: Any = None) -> None:
@@ -136,6 +138,11 @@ class Method:
 
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
         """Called once, after the model and optimiser exist and before any resume."""
+
+    def passes(self, model: MultimodalModel) -> list[str | None]:
+        """Optimisation steps per batch: one (``[None]``) unless a method alternates (MLA:
+        one per modality, each its own forward, backward and optimiser step)."""
+        return [None]
 
     def on_fit_start(self, state: TrainState) -> None:
         """At the start of :meth:`Trainer.fit`, fresh or resumed (state already restored)."""

@@ -178,3 +178,21 @@ def greedy_imbalance(main: list[float], bypass: list[float]) -> float:
     return math.log10(max(bypass[0], eps) / max(main[0], eps)) - math.log10(
         max(bypass[1], eps) / max(main[1], eps)
     )
+
+
+def owm_update(projection: Tensor, features: Tensor, alpha: float) -> Tensor:
+    """One recursive-least-squares update of MLA's gradient projector (OWM):
+    ``r`` = batch-mean feature, ``k = P r^T``, ``P <- P - k k^T / (alpha + r k)``, then
+    ``P <- P / ||P||_F``."""
+    r = features.detach().mean(0, keepdim=True)  # [1, d]
+    k = projection @ r.T  # [d, 1]
+    p = projection - (k @ k.T) / (alpha + float(r @ k))
+    return p / p.norm()
+
+
+def entropy_weights(logits: list[Tensor]) -> Tensor:
+    """MLA's test-time fusion weights ``[M, B]``: per sample, a softmax over modalities of
+    ``max_j e_j - e_m`` where ``e_m`` is the entropy of modality m's prediction (confident
+    modalities weigh more)."""
+    ent = torch.stack([-(lg.softmax(1) * lg.log_softmax(1)).sum(1) for lg in logits])  # [M, B]
+    return (ent.max(dim=0, keepdim=True).values - ent).softmax(dim=0)

@@ -46,7 +46,8 @@ class UnimodalHeads(nn.Module):
         init_weights(self)
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {m: head(features[m].detach()) for m, head in self.heads.items()}
+        # only the modalities present: an alternating pass may encode one modality alone
+        return {m: self.heads[m](f.detach()) for m, f in features.items() if m in self.heads}
 
 
 class MultimodalModel(nn.Module):

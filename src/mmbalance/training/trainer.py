@@ -24,7 +24,7 @@ from mmbalance.config import ExperimentConfig
 from mmbalance.data.base import DataSplits
 from mmbalance.errors import CheckpointError, NonFiniteLossError
 from mmbalance.methods.base import Method, TrainState
-from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.training.checkpoint import FORMAT_VERSION, load_checkpoint, save_atomic
 from mmbalance.training.evaluate import evaluate, to_device
 from mmbalance.training.logger import MetricsLogger
@@ -94,7 +94,9 @@ class Trainer:
         return mode == "always" or (mode == "auto" and sys.stderr.isatty())
 
     # -- one epoch --------------------------------------------------------------------------
-    def _state(self, epoch: int, step_in_epoch: int, steps: int) -> TrainState:
+    def _state(
+        self, epoch: int, step_in_epoch: int, steps: int, pass_name: str | None = None
+    ) -> TrainState:
         return TrainState(
             epoch=epoch,
             num_epochs=self.config.train.epochs,
@@ -106,6 +108,7 @@ class Trainer:
             device=self.device,
             loaders={"train": self.eval_loaders["train"], "val": self.eval_loaders["val"]},
             run_dir=self.run_dir,
+            pass_name=pass_name,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -126,12 +129,12 @@ class Trainer:
         )
         for i, raw in enumerate(bar):
             batch = to_device(raw, self.device)
-            output, terms, method_loss = self.train_step(batch, epoch, i, steps)
+            logits, terms, method_loss = self.train_step(batch, epoch, i, steps)
             n = batch["label"].numel()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
             sums["loss"] = sums.get("loss", 0.0) + float(method_loss.detach()) * n
-            correct += int((output.logits.argmax(1) == batch["label"]).sum())
+            correct += int((logits.argmax(1) == batch["label"]).sum())
             seen += n
             bar.set_postfix(loss=f"{float(method_loss.detach()):.4f}", refresh=False)
         bar.close()
@@ -141,33 +144,48 @@ class Trainer:
 
     def train_step(
         self, batch: dict[str, Any], epoch: int, i: int, steps: int
-    ) -> tuple[ModelOutput, dict[str, torch.Tensor], torch.Tensor]:
-        """One optimisation step on a device batch; returns output, loss terms, method loss."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """One batch: an optimisation step for each pass the method asks for (``Method.passes``;
+        one for most methods, one per modality for MLA's alternating updates).
+
+        Returns the passes' summed logits (for training accuracy), their loss terms and the
+        method's loss, all detached.
+        """
         model, method = self.model, self.method
-        state = self._state(epoch, i, steps)
-        output = method.forward(model, batch, state)
-        terms = dict(method.loss(output, batch, state))
-        method_loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
-        loss = method_loss
-        if output.unimodal_logits is not None:
-            # Heads read detached features: this term trains the heads and nothing else,
-            # so it is logged apart from the method's loss.
-            terms[UNIMODAL_HEADS_TERM] = sum(
-                torch.nn.functional.cross_entropy(lg, batch["label"])
-                for lg in output.unimodal_logits.values()
-            )
-            loss = method_loss + terms[UNIMODAL_HEADS_TERM]
-        if not torch.isfinite(loss):
-            self._fail_non_finite(epoch, i, terms)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        method.on_after_backward(model, state)
-        if self.config.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.optim.grad_clip)
-        self.optimizer.step()
-        method.on_step_end(state)
+        logits: torch.Tensor | None = None
+        all_terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), device=self.device)
+        for pass_name in method.passes(model):
+            state = self._state(epoch, i, steps, pass_name)
+            output = method.forward(model, batch, state)
+            terms = dict(method.loss(output, batch, state))
+            method_loss = torch.stack([t.reshape(()) for t in terms.values()]).sum()
+            loss = method_loss
+            if output.unimodal_logits is not None:
+                # Heads read detached features: this term trains the heads and nothing else,
+                # so it is logged apart from the method's loss.
+                terms[UNIMODAL_HEADS_TERM] = sum(
+                    torch.nn.functional.cross_entropy(lg, batch["label"])
+                    for lg in output.unimodal_logits.values()
+                )
+                loss = method_loss + terms[UNIMODAL_HEADS_TERM]
+            if not torch.isfinite(loss):
+                self._fail_non_finite(epoch, i, terms)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.on_after_backward(model, state)
+            if self.config.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.config.optim.grad_clip)
+            self.optimizer.step()
+            method.on_step_end(state)
+            step_logits = output.logits.detach()
+            logits = step_logits if logits is None else logits + step_logits
+            for k, v in terms.items():
+                all_terms[k] = all_terms.get(k, 0.0) + v.detach()
+            total = total + method_loss.detach()
         self.step += 1
-        return output, terms, method_loss
+        assert logits is not None, "Method.passes returned no pass"
+        return logits, all_terms, total
 
     def _fail_non_finite(self, epoch: int, step: int, terms: dict[str, torch.Tensor]) -> None:
         values = {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,133 @@
+"""MLA: Multimodal Learning with Alternating unimodal adaptation (Zhang et al., CVPR 2024;
+``methods.md`` s. 8).
+
+One head is shared by every modality. For each batch the modalities take turns: modality m's
+encoder and the shared head take one optimiser step on ``CE(head(f_m), y)`` (``Method.passes``),
+so no modality's gradient competes with another's inside one update. Before each step after the
+first, the head's weight gradient is projected (orthogonal weight modification: a recursive
+least-squares projector ``P`` of the features seen so far, never reset) so that learning one
+modality disturbs the head's response to the others as little as possible. At test time the
+modalities' predictions are fused with per-sample entropy weights (or fixed weights).
+
+The released code never applies the projection (its parameter-name test never matches);
+``gradient_projection: false`` reproduces that. The model's own fusion and head are not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmbalance.errors import CapabilityError, ConfigError
+from mmbalance.methods import functional as MF
+from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+
+
+@dataclass
+class MLAOptions:
+    """``method.options`` of ``mla``."""
+
+    gradient_projection: bool = True  # the paper; the released code's behaviour is false
+    test_fusion: Literal["entropy", "fixed"] = "entropy"
+    fixed_weights: list[float] = field(default_factory=lambda: [0.55, 0.45])
+
+    def validate(self, where: str) -> None:
+        if self.test_fusion == "fixed" and any(w < 0 for w in self.fixed_weights):
+            raise ConfigError(f"{where}.fixed_weights: got {self.fixed_weights}; expected >= 0")
+
+
+class MLA(Method):
+    """Alternating unimodal updates through one shared head."""
+
+    name = "mla"
+    description = (
+        "MLA (CVPR24): alternating unimodal steps through a shared head, OWM, entropy fusion"
+    )
+    Options = MLAOptions
+    min_modalities = 2
+    unused_model_parts = ("fusion", "head")  # the shared head replaces them
+
+    def __init__(self, options: MLAOptions | None = None) -> None:
+        super().__init__(options)
+        self.head: nn.Linear | None = None
+        self.projection: Tensor | None = None
+        self.calls = 0
+
+    def check(self, model: MultimodalModel, fusion: str) -> None:
+        super().check(model, fusion)
+        dims = {m: e.out_dim for m, e in model.encoders.items()}
+        if len(set(dims.values())) != 1:
+            raise CapabilityError(
+                f"method 'mla' shares one head across modalities, so every encoder must output "
+                f"the same width; got {dims}"
+            )
+        if self.options.test_fusion == "fixed" and len(self.options.fixed_weights) != len(dims):
+            raise ConfigError(
+                f"method.options.fixed_weights: got {self.options.fixed_weights}; expected one "
+                f"weight per modality ({', '.join(dims)})"
+            )
+
+    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+        dim = next(iter(model.encoders.values())).out_dim
+        self.head = nn.Linear(dim, model.head.out_features)
+        self.projection = torch.eye(dim)
+        return [self.head]
+
+    def passes(self, model: MultimodalModel) -> list[str | None]:
+        return list(model.modalities)
+
+    def forward(
+        self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
+    ) -> ModelOutput:
+        assert self.head is not None and state.pass_name is not None
+        m = state.pass_name
+        feature = model.encoders[m](batch["inputs"][m])
+        self._feature = feature
+        heads = model.unimodal_heads({m: feature}) if model.unimodal_heads is not None else None
+        return ModelOutput(self.head(feature), {m: feature}, heads, None)
+
+    def loss(
+        self, output: ModelOutput, batch: dict[str, Any], state: TrainState
+    ) -> dict[str, Tensor]:
+        return {f"ce_{state.pass_name}": F.cross_entropy(output.logits, batch["label"])}
+
+    @torch.no_grad()
+    def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
+        assert self.head is not None and self.projection is not None
+        self.calls += 1
+        if not self.options.gradient_projection or self.calls == 1 or self.head.weight.grad is None:
+            return  # the projector starts acting from the second update
+        progress = state.step / max(state.steps_per_epoch, 1)
+        alpha = 0.1 ** (1 + progress)
+        self.projection = MF.owm_update(
+            self.projection.to(self._feature.device), self._feature, alpha
+        )
+        self.head.weight.grad.copy_(self.head.weight.grad @ self.projection.T)
+
+    def predict(self, model: MultimodalModel, inputs: dict[str, Tensor]) -> ModelOutput:
+        assert self.head is not None
+        features = {m: enc(inputs[m]) for m, enc in model.encoders.items()}
+        logits = [self.head(f) for f in features.values()]
+        if self.options.test_fusion == "entropy":
+            weights = MF.entropy_weights(logits)  # [M, B]
+        else:
+            weights = torch.tensor(self.options.fixed_weights, device=logits[0].device)[:, None]
+            weights = weights.expand(len(logits), logits[0].shape[0])
+        fused = (weights.unsqueeze(-1) * torch.stack(logits)).sum(0)
+        heads = model.unimodal_heads(features) if model.unimodal_heads is not None else None
+        return ModelOutput(fused, features, heads, dict(zip(features, logits, strict=True)))
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.head is not None
+        return {"head": self.head.state_dict(), "projection": self.projection, "calls": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.head is not None
+        self.head.load_state_dict(state["head"])
+        self.projection = state["projection"]
+        self.calls = int(state["calls"])
