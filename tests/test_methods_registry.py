@@ -10,22 +10,33 @@ from conftest import tiny_config
 
 from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.experiment import build_experiment
-from mmbalance.methods import METHODS, create_method, list_methods
+from mmbalance.methods import METHODS, create_method
 from mmbalance.methods.base import Method
+from mmbalance.models.fusion import FUSIONS
 from mmbalance.training.trainer import Trainer
 
 # Methods whose options have no usable default on the toy data ("a", "b").
 EXAMPLE_OPTIONS: dict[str, dict] = {"unimodal": {"modality": "b"}}
 
 
-@pytest.mark.parametrize("name", list_methods())
-def test_every_method_trains_two_steps_with_finite_loss_and_gradients(
-    name: str, tmp_path: Path
+def _claimed() -> list[tuple[str, str]]:
+    """Every (method, fusion) pair a method claims to support."""
+    return [
+        (name, fusion)
+        for name, cls in METHODS.items()
+        for fusion in (cls.supported_fusions or tuple(FUSIONS))
+    ]
+
+
+@pytest.mark.parametrize(("name", "fusion"), _claimed())
+def test_every_method_trains_two_steps_on_every_fusion_it_claims(
+    name: str, fusion: str, tmp_path: Path
 ) -> None:
     cfg = tiny_config(
         tmp_path,
         method={"name": name, "options": EXAMPLE_OPTIONS.get(name, {})},
         data={"batch_size": 16},
+        model={"fusion": fusion, "fusion_options": {"primary": "b"}},
     )
     data, model, method = build_experiment(cfg)
     trainer = Trainer(model, method, data, cfg, tmp_path / "run")
@@ -96,3 +107,26 @@ def test_capabilities_are_checked_at_construction(tmp_path: Path) -> None:
     data, model, _ = build_experiment(cfg_sum)
     with pytest.raises(CapabilityError, match="does not support fusion 'sum'; use one of concat"):
         Trainer(model, TwoOnly(), data, cfg_sum, tmp_path / "run2")
+
+
+@pytest.mark.parametrize(
+    ("name", "sections", "needle"),
+    [
+        ("greedy", {"model": {"fusion": "film"}}, "does not support fusion 'film'; use one of"),
+        (
+            "greedy",
+            {"data": {"options": {"modalities": {m: {"shape": [4]} for m in "abc"}}}},
+            "at most 2 modalities",
+        ),
+        ("mla", {"model": {"encoders": {"b": {"type": "mlp", "hidden": [16, 8]}}}}, "same width"),
+        ("aim", {"model": {"encoders": {"b": {"type": "mlp", "hidden": [16]}}}}, "same number"),
+        ("ogm", {"data": {"options": {"modalities": {"a": {"shape": [4]}}}}}, "at least 2"),
+    ],
+)
+def test_unsupported_combinations_are_refused_at_construction(
+    name: str, sections: dict, needle: str, tmp_path: Path
+) -> None:
+    cfg = tiny_config(tmp_path, method={"name": name, "options": {}}, **sections)
+    data, model, method = build_experiment(cfg)
+    with pytest.raises((CapabilityError, ConfigError), match=needle):
+        Trainer(model, method, data, cfg, tmp_path / "run")
