@@ -19,6 +19,22 @@ from mmbalance.training.trainer import Trainer
 
 AIM_FAST = {"latent_dim": 8, "dap_steps": 3, "start_epoch": 0}
 
+# Two image modalities through tiny ResNet18s: BatchNorm everywhere.
+RESNET_TINY: dict[str, Any] = {
+    "data": {
+        "options": {
+            "num_samples": 48,
+            "num_classes": 3,
+            "modalities": {
+                "a": {"shape": [3, 8, 8], "strength": 3.0},
+                "b": {"shape": [2, 8, 8], "strength": 1.0},
+            },
+        },
+        "batch_size": 16,
+    },
+    "model": {"encoder": {"type": "resnet18", "width": 0.0625, "small_input": True}},
+}
+
 
 def _setup(tmp_path: Path, method_options: dict | None = None, **sections: Any):
     cfg = tiny_config(
@@ -111,19 +127,7 @@ def test_phase_two_loss_trains_model_and_keeps_decoupler_gradients_pdm_only(tmp_
 def test_auxiliary_and_complementary_passes_leave_batchnorm_statistics_untouched(
     tmp_path: Path,
 ) -> None:
-    opts = {
-        "num_samples": 48,
-        "num_classes": 3,
-        "modalities": {
-            "a": {"shape": [3, 8, 8], "strength": 3.0},
-            "b": {"shape": [1, 8, 8], "strength": 1.0},
-        },
-    }
-    _trainer, method, model, batch, state = _setup(
-        tmp_path,
-        data={"options": opts, "batch_size": 16},
-        model={"encoder": {"type": "resnet18", "width": 0.0625, "small_input": True}},
-    )
+    _trainer, method, model, batch, state = _setup(tmp_path, **RESNET_TINY)
 
     def bn_stats():
         return {
@@ -145,19 +149,7 @@ def test_auxiliary_and_complementary_passes_leave_batchnorm_statistics_untouched
 
 
 def test_dap_training_leaves_model_weights_and_bn_statistics_untouched(tmp_path: Path) -> None:
-    opts = {
-        "num_samples": 48,
-        "num_classes": 3,
-        "modalities": {
-            "a": {"shape": [3, 8, 8], "strength": 3.0},
-            "b": {"shape": [2, 8, 8], "strength": 1.0},
-        },
-    }
-    _trainer, method, model, _batch, _state = _setup(
-        tmp_path,
-        data={"options": opts, "batch_size": 16},
-        model={"encoder": {"type": "resnet18", "width": 0.0625, "small_input": True}},
-    )
+    _trainer, method, model, _batch, _state = _setup(tmp_path, **RESNET_TINY)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     protos = {m: p.detach().clone() for m, p in method.dap.prototypes.items()}
     for _ in range(3):
