@@ -33,7 +33,9 @@ def accuracy_section(data: dict[str, Any]) -> list[str]:
         "(linear probes on the detached encoder features, see docs/design.md) inside the "
         "multimodal model; in the unimodal rows, the accuracy of that modality trained alone "
         "(the paper's Table I view: a modality under-trained by joint training scores lower "
-        "inside the multimodal model than alone).",
+        "inside the multimodal model than alone). Greedy's encoders exchange information "
+        "through MMTM blocks before pooling, so its per-modality columns read features that "
+        "already carry the other modality (they are not unimodal measurements).",
         "",
     ]
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
