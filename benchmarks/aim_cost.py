@@ -12,7 +12,7 @@ Peak memory is the high-water mark of CPU tensor allocations during one step (to
 ``profile_memory``), on top of what was allocated before the step. Writes
 ``benchmarks/results/aim_cost.json``.
 
-    python benchmarks/aim_cost.py --width 1.0 --batch 8 --steps 4
+    python benchmarks/aim_cost.py --width 1.0 --batch 64 --steps 3
 """
 
 from __future__ import annotations

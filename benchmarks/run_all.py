@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 STEPS = [
-    ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "2", "--latent", "512"],
+    ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "3", "--latent", "512"],
     ["accuracy.py", "--seeds", "0", "1", "2", "--workers", "2"],
     ["write_report.py"],
 ]
