@@ -214,7 +214,9 @@ class AIM(Method):
         losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]
         pdm_terms: list[Tensor] = []
         label_terms: list[Tensor] = []
-        mask_sum, mask_n, rec_sum = 0.0, 0, 0.0
+        # diagnostics stay on the device until one transfer per step (no per-layer syncs)
+        mask_means: list[Tensor] = []
+        recons: list[Tensor] = []
         n_pdm = max(1, math.ceil(o.pdm_batch_fraction * y.shape[0]))
         for j, m in enumerate(mods):
             enc = model.encoders[m]
@@ -260,9 +262,8 @@ class AIM(Method):
                     [AF.reconstruction_loss(params[n].detach(), x.recon) for n, x in dec.items()]
                 ).mean()
                 pdm_terms.append(l_g + l_re)
-                mask_sum += sum(float(x.mask.detach().mean()) for x in dec.values())
-                mask_n += len(dec)
-                rec_sum += float(l_re.detach())
+                mask_means += [x.mask.detach().mean() for x in dec.values()]
+                recons.append(l_re.detach())
         if pdm_terms:
             terms["pdm"] = torch.stack(pdm_terms).sum()
         if label_terms:
@@ -289,7 +290,12 @@ class AIM(Method):
                 ]
             )
             terms["mod"] = o.lambda_mod * AF.modulation_loss(alpha, depth_losses)
-        self._record(mods, s, s_aux, alpha, rho, rho_aux, mask_sum / max(mask_n, 1), rec_sum)
+        extra = (
+            torch.stack([torch.stack(mask_means).mean(), torch.stack(recons).sum()]).tolist()
+            if recons
+            else [0.0, 0.0]
+        )
+        self._record(mods, s, s_aux, alpha, rho, rho_aux, extra[0], extra[1])
         return terms
 
     def _record(
@@ -305,14 +311,18 @@ class AIM(Method):
     ) -> None:
         """Accumulate the per-step diagnostics of spec s. 8 (averaged per epoch)."""
         add = self.means.add
-        for d in range(s.shape[0]):
-            add(f"alpha_d{d + 1}", float(alpha[d]))
+        # one device-to-host transfer for all of them
+        alpha_l, s_l, rho_l, saux_l, rhoaux_l = (
+            t.detach().cpu().tolist() for t in (alpha, s, rho, s_aux, rho_aux)
+        )
+        for d in range(len(alpha_l)):
+            add(f"alpha_d{d + 1}", alpha_l[d])
             for j, m in enumerate(mods):
-                add(f"s_{m}_d{d + 1}", float(s[d, j]))
-                add(f"rho_{m}_d{d + 1}", float(rho[d, j]))
+                add(f"s_{m}_d{d + 1}", s_l[d][j])
+                add(f"rho_{m}_d{d + 1}", rho_l[d][j])
                 if self.decoupler is not None:
-                    add(f"saux_{m}_d{d + 1}", float(s_aux[d, j]))
-                    add(f"rhoaux_{m}_d{d + 1}", float(rho_aux[d, j]))
+                    add(f"saux_{m}_d{d + 1}", saux_l[d][j])
+                    add(f"rhoaux_{m}_d{d + 1}", rhoaux_l[d][j])
         if self.decoupler is not None:
             add("mask_density", mask_density)
             add("recon_error", rec)
