@@ -392,3 +392,24 @@ def test_mla_alternates_unimodal_steps_and_fuses_at_test_time(tmp_path: Path) ->
     assert torch.allclose(out.logits, 0.55 * la + 0.45 * lb, atol=1e-6)
     with pytest.raises(Exception, match="one weight per modality"):
         _trainer(tmp_path / "x", "mla", {"test_fusion": "fixed", "fixed_weights": [1.0]})
+
+
+def test_score_sources_are_checked_at_construction(tmp_path: Path) -> None:
+    from mmbalance.errors import CapabilityError, ConfigError
+
+    cfg = tiny_config(
+        tmp_path, method={"name": "ogm", "options": {"scores": "split"}}, model={"fusion": "film"}
+    )
+    data, model, method = build_experiment(cfg)
+    with pytest.raises(CapabilityError, match="'split' needs a concat or sum fusion"):
+        Trainer(model, method, data, cfg, tmp_path / "r1")
+    cfg = tiny_config(
+        tmp_path,
+        method={"name": "opm_ogm", "options": {}},
+        model={"fusion": "gated", "unimodal_heads": False},
+    )
+    data, model, method = build_experiment(cfg)
+    with pytest.raises(CapabilityError, match="unimodal heads"):
+        Trainer(model, method, data, cfg, tmp_path / "r2")
+    with pytest.raises(ConfigError, match="alpha"):
+        create_method("opm_ogm", alpha=-1.0)  # OGM's options are validated in OPM&OGM too

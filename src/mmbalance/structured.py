@@ -47,12 +47,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: got {value!r}; expected {_describe(tp)}")
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in get_args(tp):
             try:
                 return coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(err)
+            except ConfigError:
+                continue
         raise ConfigError(f"{where}: got {value!r}; expected {_describe(tp)}")
     if tp is type(None):
         if value is None:

@@ -165,8 +165,15 @@ class Greedy(Method):
                 if p.grad is not None
             ]
             for store, params in ((self.main, main), (self.bypass, bypass)):
-                g = sum(float(p.grad.pow(2).sum()) for p in params)
-                w = sum(float(p.pow(2).sum()) for p in params)
+                if not params:
+                    continue
+                # one device-to-host transfer per group, not one per parameter
+                g, w = torch.stack(
+                    [
+                        torch.stack([p.grad.pow(2).sum() for p in params]).sum(),
+                        torch.stack([p.pow(2).sum() for p in params]).sum(),
+                    ]
+                ).tolist()
                 store[j] += MF.relative_speed(g, w)
 
     def on_step_end(self, state: TrainState) -> None:

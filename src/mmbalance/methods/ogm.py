@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from mmbalance.errors import CapabilityError
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
@@ -54,14 +55,28 @@ class OGM(Method):
         self._k: Tensor | None = None
         self.means = EpochMeans()
 
+    def check(self, model: MultimodalModel, fusion: str) -> None:
+        super().check(model, fusion)
+        source = self.options.scores
+        if source == "split" and not model.fusion.splittable:
+            raise CapabilityError(
+                f"method.options.scores: 'split' needs a concat or sum fusion; got {fusion!r}. "
+                "Use scores: heads (or auto)."
+            )
+        uses_heads = source == "heads" or (source == "auto" and not model.fusion.splittable)
+        if uses_heads and model.unimodal_heads is None:
+            raise CapabilityError(
+                f"method {self.name!r} scores the modalities with the unimodal heads for fusion "
+                f"{fusion!r}: set model.unimodal_heads: true"
+            )
+
     def _logits(self, output: ModelOutput) -> dict[str, Tensor]:
+        # check() guaranteed that the chosen source exists
         source = self.options.scores
         if source == "split" or (source == "auto" and output.split_logits is not None):
-            if output.split_logits is None:
-                raise ValueError("method.options.scores: 'split' needs a concat or sum fusion")
+            assert output.split_logits is not None
             return output.split_logits
-        if output.unimodal_logits is None:
-            raise ValueError("method.options.scores: 'heads' needs model.unimodal_heads: true")
+        assert output.unimodal_logits is not None
         return output.unimodal_logits
 
     def loss(
@@ -87,7 +102,8 @@ class OGM(Method):
                 if p.grad is None or (self.options.conv_only and p.grad.dim() != 4):
                     continue
                 if self.options.ge:
-                    std = float(p.grad.std()) if p.grad.numel() > 1 else 0.0
+                    # kept on the device: no host sync per parameter
+                    std = p.grad.std() if p.grad.numel() > 1 else p.grad.new_zeros(())
                     noise = torch.randn_like(p.grad) * (std + 1e-8)
                     p.grad.mul_(k).add_(noise)
                 else:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.methods.ogm import OGM, OGMOptions
@@ -62,8 +62,8 @@ class OPM(Method):
     def check(self, model: MultimodalModel, fusion: str) -> None:
         super().check(model, fusion)
         if model.unimodal_heads is None:
-            raise ConfigError(
-                "method 'opm' scores modalities with the unimodal heads: "
+            raise CapabilityError(
+                f"method {self.name!r} scores modalities with the unimodal heads: "
                 "set model.unimodal_heads: true"
             )
 
@@ -109,6 +109,10 @@ class OPM(Method):
 class OPMOGMOptions(OPMOptions, OGMOptions):
     """``method.options`` of ``opm_ogm``: OPM's and OGM's options together."""
 
+    def validate(self, where: str) -> None:
+        OPMOptions.validate(self, where)
+        OGMOptions.validate(self, where)
+
 
 class OPMOGM(OPM):
     """OPM on the features plus OGM on the gradients."""
@@ -122,6 +126,10 @@ class OPMOGM(OPM):
         super().__init__(options)
         fields = OGMOptions.__dataclass_fields__
         self.ogm = OGM(OGMOptions(**{k: getattr(self.options, k) for k in fields}))
+
+    def check(self, model: MultimodalModel, fusion: str) -> None:
+        super().check(model, fusion)
+        self.ogm.check(model, fusion)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
