@@ -57,22 +57,33 @@ def test_grid_file_errors_name_the_field(tmp_path: Path) -> None:
 
 
 def test_aggregate_is_mean_and_sample_std_over_seeds() -> None:
-    runs = [
-        {
-            "label": "joint",
+    def run(label: str, seed: int, acc: float, seconds: float, probe: float) -> dict:
+        return {
+            "label": label,
+            "seed": seed,
             "sweep_value": None,
-            "seconds": s,
+            "seconds": seconds,
             "flops_per_sample": 10.0,
-            "test": {"test_acc": a, "test_f1": a - 0.1, "test_acc_x": a / 2},
+            "test": {"test_acc": acc, "test_f1": acc - 0.1, "test_acc_x": acc / 2},
+            "evaluation": {"probe": {"x": {"test_acc": probe}}},
         }
-        for a, s in ((0.8, 2.0), (0.6, 4.0))
-    ]
-    (row,) = aggregate(runs, ["x", "y"])
+
+    runs = [run("joint", 0, 0.8, 2.0, 0.5), run("joint", 1, 0.6, 4.0, 0.3)]
+    runs += [run("m", 0, 0.9, 1.0, 0.6), run("m", 1, 0.65, 1.0, 0.5)]
+    row, other = aggregate(runs, ["x", "y"])
     root2 = 2**0.5  # sample std of two values: |a - b| / sqrt(2)
     assert row["test_acc"] == pytest.approx((0.7, 0.2 / root2))
     assert row["test_f1"] == pytest.approx((0.6, 0.2 / root2))
     assert row["test_acc_x"] == pytest.approx((0.35, 0.1 / root2))
+    assert row["probe_acc_x"] == pytest.approx((0.4, 0.2 / root2))
     assert row["test_acc_y"] is None and row["seconds"] == pytest.approx((3.0, 2.0 / root2))
+    assert "vs_joint" not in row
+    # m - joint per seed: acc +0.10, +0.05 (mean 0.075, sd 0.05/sqrt 2); t(0.975, df 1) = 12.706
+    diff = other["vs_joint"]["test_acc"]
+    half = 12.706 * (0.05 / root2) / root2
+    assert diff["mean"] == pytest.approx(0.075) and diff["n"] == 2
+    assert (diff["low"], diff["high"]) == pytest.approx((0.075 - half, 0.075 + half))
+    assert other["vs_joint"]["probe_acc_x"]["mean"] == pytest.approx(0.15)
 
 
 def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None:

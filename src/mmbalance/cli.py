@@ -159,6 +159,36 @@ def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _cmd_imbalance(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mmbalance.compare import compare, grid_from_dict
+
+    path = _config_path(args.config)
+    out = Path(args.out or Path("imbalance") / Path(args.config).stem)
+    grid = grid_from_dict(
+        {
+            "experiment": str(path.resolve()),
+            "overrides": overrides,
+            "methods": {"joint": {}},
+            "seeds": args.seeds,
+            "unimodal": True,
+            "output_dir": str(out),
+            "workers": args.workers,
+        },
+        Path.cwd(),
+        f"imbalance {args.config}",
+    )
+    folder = compare(grid)
+    results = json.loads((folder / "results.json").read_text())
+    cert = results["certificate"]
+    from mmbalance.reporting.certificate import certificate_markdown
+
+    text = certificate_markdown(cert, args.config)
+    (folder / "certificate.md").write_text(text)
+    (folder / "certificate.json").write_text(json.dumps(cert, indent=1))
+    print(f"certificate: {folder / 'certificate.md'}")
+    return 0 if cert["passed"] else 1
+
+
 def _cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.report import build_report
 
@@ -278,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--workers", type=int, help="parallel runs (default: the grid's workers)")
     co.add_argument("--out", help="output folder (default: the grid's output_dir)")
     co.set_defaults(func=_cmd_compare)
+    im = sub.add_parser(
+        "imbalance",
+        help="does joint training starve a modality? joint + unimodal runs -> a certificate",
+        description="Trains joint training and every modality alone for each seed (a resumable "
+        "compare grid), probes each modality inside the joint model and prints the imbalance "
+        "certificate (docs/benchmarks.md). Exit status 1 when the benchmark fails the criterion. "
+        "Extra --section.key=value arguments override the config.",
+    )
+    im.add_argument("config", help="experiment YAML (a file or a shipped config name)")
+    im.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    im.add_argument("--workers", type=int, default=1, help="parallel runs")
+    im.add_argument("--out", help="output folder (default: imbalance/<config name>)")
+    im.set_defaults(func=_cmd_imbalance)
     rp = sub.add_parser("report", help="a self-contained HTML page of a compare or run folder")
     rp.add_argument("folder")
     rp.set_defaults(func=_cmd_report)
@@ -297,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     unknown = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if unknown or (extra and args.command not in ("train", "validate")):
+    if unknown or (extra and args.command not in ("train", "validate", "imbalance")):
         parser.error(f"unrecognised arguments: {' '.join(unknown or extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     from mmbalance import distributed as dist

@@ -17,9 +17,13 @@ A grid file::
 Every run lives in ``<output_dir>/runs/<label>[/<key>=<value>]/s<seed>``. Finished runs (a
 ``summary.json``) are skipped, interrupted ones resumed from their last checkpoint, so a grid
 can be killed and restarted at any time. Each run selects its epoch on validation and reports
-test at that epoch; the table aggregates test accuracy / macro-F1 (mean ± sample std),
-per-modality accuracy, training time and training FLOPs per sample, written as
-``results.md``, ``results.csv`` and ``results.json``.
+test at that epoch; after training, a linear probe per modality is fitted on its frozen
+features (:mod:`mmbalance.reporting.evaluation`). The table aggregates test accuracy /
+macro-F1 (mean ± sample std), each modality's probe accuracy, training time and training FLOPs
+per sample; where the grid has ``joint``, every method's paired difference with it (per seed,
+95% t-interval); where it also has unimodal runs, the imbalance certificate
+(:mod:`mmbalance.reporting.certificate`). Written as ``results.md``, ``results.csv`` and
+``results.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import logging
 import os
 import re
 import shutil
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +43,8 @@ from typing import Any
 import yaml
 
 from mmbalance.errors import ConfigError, MMBalanceError
+from mmbalance.reporting.certificate import certificate_markdown, imbalance_certificate
+from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
 
 
 @dataclass
@@ -55,6 +60,7 @@ class GridConfig:
     output_dir: str = "compare"
     workers: int = 1
     base_dir: Path = Path()
+    raw: dict[str, Any] = field(default_factory=dict)  # as given, written to grid.yaml
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,13 @@ def load_grid(path: str | Path) -> GridConfig:
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
+    return grid_from_dict(raw, path.parent, str(path))
+
+
+def grid_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "grid") -> GridConfig:
+    """Check a grid given as a mapping (a parsed grid file, or built by ``imbalance``);
+    errors name ``source`` and the field."""
+    path = source
     known = {"experiment", "methods", "seeds", "overrides", "unimodal", "sweep", "output_dir"}
     unknown = set(raw) - known - {"workers"}
     if unknown:
@@ -117,6 +130,7 @@ def load_grid(path: str | Path) -> GridConfig:
     workers = int(raw.get("workers", 1))
     if workers < 1:
         raise ConfigError(f"{str(path)!r}: workers: expected >= 1; got {workers}")
+    base_dir = Path(base_dir)
     return GridConfig(
         experiment=str(raw["experiment"]),
         methods=methods,
@@ -126,7 +140,8 @@ def load_grid(path: str | Path) -> GridConfig:
         sweep=sweep,
         output_dir=str(raw.get("output_dir", "compare")),
         workers=workers,
-        base_dir=path.parent,
+        base_dir=base_dir,
+        raw=dict(raw),
     )
 
 
@@ -173,18 +188,25 @@ def plan(grid: GridConfig, out: Path, modalities: list[str]) -> list[Run]:
 
 
 def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
-    """Train (or resume, or skip) one run; returns its record for the table."""
+    """Train (or resume, or skip) one run and probe it; returns its record for the table."""
     import torch
 
     from mmbalance.config import load_config
     from mmbalance.cost import flops_or_none
     from mmbalance.experiment import resume_experiment, run_experiment
+    from mmbalance.reporting.evaluation import evaluate_run
 
     run, experiment, threads = job
     torch.set_num_threads(threads)
     logging.getLogger("mmbalance").setLevel(logging.WARNING)  # one line per run, not per epoch
     summary = run.run_dir / "summary.json"
     record_file = run.run_dir / "compare_record.json"
+    failed = {
+        "label": run.label,
+        "seed": run.seed,
+        "sweep_value": run.sweep_value,
+        "run_dir": str(run.run_dir),
+    }
     if not summary.is_file():
         t0 = time.perf_counter()
         try:
@@ -197,16 +219,10 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
             # one run's documented failure (a NaN loss, a refused config) is reported in the
             # table; the rest of the grid still runs. Not cached: a rerun tries it again.
             print(f"  {run.label} seed {run.seed}: FAILED: {err}", flush=True)
-            return {
-                "label": run.label,
-                "seed": run.seed,
-                "sweep_value": run.sweep_value,
-                "run_dir": str(run.run_dir),
-                "failed": str(err),
-            }
+            return {**failed, "failed": str(err)}
         print(f"  {run.label} seed {run.seed}: {time.perf_counter() - t0:.0f}s", flush=True)
     if record_file.is_file():
-        return json.loads(record_file.read_text())
+        return dict(json.loads(record_file.read_text()))
     result = json.loads(summary.read_text())
     config = load_config(experiment, list(run.overrides))
     record = {
@@ -220,6 +236,7 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
         "seconds": result["seconds"],
         "val": result["val"],
         "test": result["test"],
+        "evaluation": evaluate_run(run.run_dir),
         "flops_per_sample": flops_or_none(config),
         "train_samples": json.loads((run.run_dir / "meta.json").read_text())["data"]["sizes"][
             "train"
@@ -229,29 +246,49 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
     return record
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and *sample* standard deviation over seeds (as BENCHMARKS.md; 0 for one seed)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _probe(record: dict[str, Any], m: str) -> float | None:
+    probe = record.get("evaluation", {}).get("probe", {}).get(m)
+    return None if probe is None else float(probe["test_acc"])
 
 
 def aggregate(records: list[dict[str, Any]], modalities: list[str]) -> list[dict[str, Any]]:
-    """One row per (label, sweep value): mean and std over seeds."""
+    """One row per (label, sweep value): mean and sample std over seeds, and where the grid
+    has ``joint`` runs the paired difference with them (``vs_joint``)."""
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for r in records:
         if "failed" in r:
             continue
         groups.setdefault((r["label"], json.dumps(r["sweep_value"])), []).append(r)
+    joint = {r["seed"]: r for r in groups.get(("joint", "null"), [])}
     rows = []
     for (label, value), rs in groups.items():
         row: dict[str, Any] = {"method": label, "sweep_value": json.loads(value), "seeds": len(rs)}
         for key in ("acc", "f1"):
-            row[f"test_{key}"] = _mean_std([r["test"][f"test_{key}"] for r in rs])
+            row[f"test_{key}"] = mean_std([r["test"][f"test_{key}"] for r in rs])
         for m in modalities:
             vals = [r["test"][f"test_acc_{m}"] for r in rs if f"test_acc_{m}" in r["test"]]
-            row[f"test_acc_{m}"] = _mean_std(vals) if vals else None
-        row["seconds"] = _mean_std([r["seconds"] for r in rs])
+            row[f"test_acc_{m}"] = mean_std(vals) if vals else None
+            probes = [p for p in (_probe(r, m) for r in rs) if p is not None]
+            row[f"probe_acc_{m}"] = mean_std(probes) if probes else None
+        row["seconds"] = mean_std([r["seconds"] for r in rs])
         flops = [r["flops_per_sample"] for r in rs if r["flops_per_sample"] is not None]
         row["flops_per_sample"] = flops[0] if flops else None
+        paired = [(r, joint[r["seed"]]) for r in rs if r["seed"] in joint]
+        if paired and label != "joint" and not label.startswith("unimodal "):
+            diffs: dict[str, Any] = {
+                "test_acc": paired_interval(
+                    [a["test"]["test_acc"] for a, _ in paired],
+                    [b["test"]["test_acc"] for _, b in paired],
+                )
+            }
+            for m in modalities:
+                pairs = [(_probe(a, m), _probe(b, m)) for a, b in paired]
+                if all(x is not None and y is not None for x, y in pairs):
+                    diffs[f"probe_acc_{m}"] = paired_interval(
+                        [x for x, _ in pairs],
+                        [y for _, y in pairs],  # type: ignore[misc]
+                    )
+            row["vs_joint"] = diffs
         rows.append(row)
     return rows
 
@@ -269,38 +306,72 @@ def _flops(value: float | None) -> str:
     return f"{value / 1e6:.2f} M" if value < 1e9 else f"{value / 1e9:.2f} G"
 
 
+def _modality_cell(row: dict[str, Any], m: str) -> str:
+    # the post-hoc probe where there is one; the online unimodal head otherwise
+    cell = row.get(f"probe_acc_{m}")
+    return _fmt(cell if cell is not None else row[f"test_acc_{m}"])
+
+
 def markdown_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key: str | None) -> str:
     head = (
         ["method"]
         + ([sweep_key] if sweep_key else [])
         + ["seeds", "test acc (%)", "test macro-F1 (%)"]
     )
-    head += [f"acc {m} (%)" for m in modalities] + ["train time (s)", "train FLOPs / sample"]
+    head += [f"{m} probe acc (%)" for m in modalities] + ["train time (s)", "train FLOPs / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         value = "-" if r["sweep_value"] is None else str(r["sweep_value"])
         cells = [r["method"]] + ([value] if sweep_key else []) + [str(r["seeds"])]
         cells += [_fmt(r["test_acc"]), _fmt(r["test_f1"])]
-        cells += [_fmt(r[f"test_acc_{m}"]) for m in modalities]
+        cells += [_modality_cell(r, m) for m in modalities]
         seconds = "{:.1f} ± {:.1f}".format(*r["seconds"])
         cells += [seconds, _flops(r["flops_per_sample"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def paired_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key: str | None) -> str:
+    """Each method minus joint training, paired by seed: mean [95% CI] in points."""
+    paired = [r for r in rows if "vs_joint" in r]
+    if not paired:
+        return ""
+    head = ["method"] + ([sweep_key] if sweep_key else []) + ["seeds", "test acc - joint"]
+    head += [f"{m} probe - joint" for m in modalities]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in paired:
+        value = "-" if r["sweep_value"] is None else str(r["sweep_value"])
+        d = r["vs_joint"]
+        cells = [r["method"]] + ([value] if sweep_key else []) + [str(d["test_acc"]["n"])]
+        cells.append(format_interval(d["test_acc"]))
+        cells += [
+            format_interval(d[f"probe_acc_{m}"]) if f"probe_acc_{m}" in d else "n/a"
+            for m in modalities
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> None:
-    keys = ["test_acc", "test_f1", *[f"test_acc_{m}" for m in modalities], "seconds"]
+    keys = [
+        "test_acc",
+        "test_f1",
+        *[f"test_acc_{m}" for m in modalities],
+        *[f"probe_acc_{m}" for m in modalities],
+        "seconds",
+    ]
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             ["method", "sweep_value", "seeds"]
             + [f"{k}_{s}" for k in keys for s in ("mean", "std")]
-            + ["flops_per_sample"]
+            + ["flops_per_sample", "vs_joint_test_acc", "vs_joint_low", "vs_joint_high"]
         )
         for r in rows:
             values = []
             for k in keys:
-                values += list(r[k]) if r[k] is not None else ["", ""]
+                values += list(r[k]) if r.get(k) is not None else ["", ""]
+            vs = r.get("vs_joint", {}).get("test_acc")
             writer.writerow(
                 [
                     r["method"],
@@ -308,26 +379,31 @@ def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> 
                     r["seeds"],
                     *values,
                     "" if r["flops_per_sample"] is None else r["flops_per_sample"],
+                    *([vs["mean"], vs["low"], vs["high"]] if vs else ["", "", ""]),
                 ]
             )
 
 
 def compare(
-    grid_path: str | Path, workers: int | None = None, out: str | Path | None = None
+    grid: str | Path | GridConfig, workers: int | None = None, out: str | Path | None = None
 ) -> Path:
     """Run (or finish) the grid and write the tables; returns the output folder."""
     from mmbalance.config import load_config
     from mmbalance.data import build_data
 
-    grid = load_grid(grid_path)
+    if not isinstance(grid, GridConfig):
+        grid = load_grid(grid)
     workers = workers or grid.workers
     experiment = str(_experiment_path(grid))
     out_dir = Path(out or grid.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = load_config(experiment, list(grid.overrides))
-    modalities = base.data.modalities or build_data(base.data).modalities
+    # builds (and, for a generated benchmark, writes) the data once, before the workers start
+    modalities = build_data(base.data).modalities
+    if base.data.modalities:
+        modalities = list(base.data.modalities)
     runs = plan(grid, out_dir, modalities)
-    (out_dir / "grid.yaml").write_text(Path(grid_path).read_text())
+    (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.raw, sort_keys=False))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(r, experiment, threads) for r in runs]
     done = sum((r.run_dir / "summary.json").is_file() for r in runs)
@@ -344,22 +420,33 @@ def compare(
     if failed:
         table += f"\n{len(failed)} run(s) failed (left out of the means; rerun to retry):\n\n"
         table += "".join(f"- {r['label']} seed {r['seed']}: {r['failed']}\n" for r in failed)
-    (out_dir / "results.md").write_text(
+    text = (
         f"Test metrics at the epoch selected on validation; mean ± sample std over seeds "
-        f"{grid.seeds}. Experiment: `{grid.experiment}`.\n\n{table}"
+        f"{grid.seeds}. Experiment: `{grid.experiment}`. Per-modality columns: linear probes "
+        f"on the frozen encoder features at that epoch (unimodal rows: the modality alone).\n\n"
+        f"{table}"
     )
+    paired = paired_table(rows, modalities, sweep_key)
+    if paired:
+        text += f"\nPaired by seed with joint training, mean [95% CI], points:\n\n{paired}"
+    cert = imbalance_certificate(records, modalities)
+    if cert is not None:
+        text += "\n" + certificate_markdown(cert, grid.experiment)
+    (out_dir / "results.md").write_text(text)
     write_csv(out_dir / "results.csv", rows, modalities)
     (out_dir / "results.json").write_text(
         json.dumps(
             {
-                "grid": str(grid_path),
+                "grid": grid.raw,
+                "experiment": grid.experiment,
                 "modalities": modalities,
                 "sweep_key": sweep_key,
                 "rows": rows,
                 "runs": records,
+                "certificate": cert,
             },
             indent=1,
         )
     )
-    print(table)
+    print(text)
     return out_dir

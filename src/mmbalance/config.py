@@ -32,8 +32,25 @@ class DataConfig:
     batch_size: int = 64
     eval_batch_size: int = 256
     num_workers: int = 0
+    # A dataset the project generates (``mmbalance list``: digits_av, digits_seq, digits_vec),
+    # written into ``options.root`` the first time that folder is missing, then read by the
+    # loader ``name`` like any other folder (``docs/benchmarks.md``).
+    generate: str | None = None
 
     def validate(self, where: str) -> None:
+        if self.generate is not None:
+            from mmbalance.data.generate import generated_names
+
+            if self.generate not in generated_names():
+                raise ConfigError(
+                    f"{where}.generate: got {self.generate!r}; expected one of "
+                    f"{', '.join(generated_names())}"
+                )
+            if not self.options.get("root"):
+                raise ConfigError(
+                    f"{where}.options.root: required with {where}.generate (the folder the "
+                    "generated dataset is written to and read from)"
+                )
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

@@ -75,7 +75,7 @@ def build_model_and_method(
     method = create_method(config.method.name, config.method.options)
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
-    return build_model(config.model, shapes, data.num_classes), method
+    return build_model(config.model, shapes, data.num_classes, data.modalities), method
 
 
 def _device_available(device: str) -> bool:

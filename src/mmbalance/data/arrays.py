@@ -35,6 +35,7 @@ class ArraysOptions:
     def validate(self, where: str) -> None:
         if not self.root:
             raise ConfigError(f"{where}.root: required; the folder holding the arrays")
+        self.root = str(Path(self.root).expanduser())
 
 
 def _load_npy(path: Path) -> np.ndarray:

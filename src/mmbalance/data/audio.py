@@ -6,6 +6,9 @@
   10 ms, Hann window, pre-emphasis 0.97, pad/cut to 1024 frames, normalised
   ``(x - mean) / (2 std)`` with the KS statistics -> ``[1, 1024, 128]``.
 
+Every field of a recipe is an option (``data.options.audio_options``), e.g. ``{num_bins: 32,
+frames: 64, shift_ms: 15}`` for CPU-sized inputs; the defaults are the field's.
+
 WAV files are read with soundfile at any sample rate (multi-channel audio is averaged to mono)
 and resampled with a polyphase filter (``scipy.signal.resample_poly``). Numbers can differ from
 librosa/torchaudio in the last digits (their resamplers differ); the shapes and scales match.
@@ -137,13 +140,15 @@ class FbankRecipe:
     sample_rate: int = 16000
     num_bins: int = 128
     frames: int = 1024
+    shift_ms: float = 10.0
+    length_ms: float = 25.0
     norm_mean: float = -4.503877  # KS statistics, as the field normalises
     norm_std: float = 5.141276
 
     def __call__(self, wave: np.ndarray, rate: int) -> Tensor:
         x = torch.from_numpy(resample(wave, rate, self.sample_rate))
         x = x - x.mean()
-        fb = kaldi_fbank(x, self.sample_rate, self.num_bins)
+        fb = kaldi_fbank(x, self.sample_rate, self.num_bins, self.shift_ms, self.length_ms)
         if fb.shape[0] < self.frames:
             fb = torch.nn.functional.pad(fb, (0, 0, 0, self.frames - fb.shape[0]))
         fb = fb[: self.frames]

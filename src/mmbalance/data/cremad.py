@@ -28,17 +28,16 @@ from mmbalance.data.clips import (
     require_root,
     scan_layout,
 )
-from mmbalance.data.media import audio_visual_loaders
+from mmbalance.data.media import AudioVisualOptions, audio_visual_loaders
 from mmbalance.errors import ConfigError
-from mmbalance.structured import check_positive
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # OGM-GE's class_dict order
 MEDIA_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".pt", ".mp4", ".avi", ".flv", ".mkv")
 
 
 @dataclass
-class CremaDOptions:
-    """``data.options`` of ``cremad``."""
+class CremaDOptions(AudioVisualOptions):
+    """``data.options`` of ``cremad`` (decoding fields: :class:`AudioVisualOptions`)."""
 
     root: str = ""
     train_csv: str = "train.csv"
@@ -48,20 +47,18 @@ class CremaDOptions:
     audio: Literal["stft", "fbank", "pt"] = "stft"
     audio_pt_dir: str = "audio_pt"  # with audio: pt, <name>.pt tensors
     frames: int = 1  # frames per clip: 1 (OGM-GE, AGM), 2 (D&R), 3 (MLA, PMR)
-    image_size: int = 224
     # The label set: the CREMA-D emotions by default; any other audio-visual dataset in this
     # layout (csv "name,label", a WAV and a frame folder per clip) names its own classes here.
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
     audio_suffix: str = ".wav"  # the audio files' extension (read with soundfile: wav, flac, ogg)
     skip_missing: bool = False  # drop listed clips whose files are missing (listed in the run)
     on_corrupt: OnCorrupt = "error"  # "skip": drop samples whose files fail to decode (listed)
-    cache_dir: str = ""  # where recipe spectrograms of the WAVs are cached ("" = no cache)
 
     def validate(self, where: str) -> None:
         if not self.root:
             raise ConfigError(f"{where}.root: required; the CREMA-D folder")
-        check_positive(self.frames, f"{where}.frames")
-        check_positive(self.image_size, f"{where}.image_size")
+        self.root = str(Path(self.root).expanduser())
+        self.validate_media(where)
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise ConfigError(f"{where}.classes: expected >= 2 distinct names; got {self.classes}")
 
@@ -143,7 +140,7 @@ def scan(opts: CremaDOptions, problems: list[str] | None) -> dict[str, list[Clip
 
 def _loaders(opts: CremaDOptions) -> dict[str, Any]:
     recipe = None if opts.audio == "pt" else opts.audio
-    return audio_visual_loaders(recipe, opts.cache_dir, opts.frames, opts.image_size)
+    return audio_visual_loaders(recipe, opts)
 
 
 def build_cremad(opts: CremaDOptions, cfg: Any) -> DataSplits:

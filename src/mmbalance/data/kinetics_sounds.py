@@ -38,7 +38,7 @@ from mmbalance.data.clips import (
     scan_layout,
     split_lists,
 )
-from mmbalance.data.media import ARRAY_SUFFIXES, audio_visual_loaders
+from mmbalance.data.media import ARRAY_SUFFIXES, AudioVisualOptions, audio_visual_loaders
 from mmbalance.errors import ConfigError
 from mmbalance.structured import check_positive
 
@@ -50,8 +50,8 @@ def shipped_classes() -> list[str]:
 
 
 @dataclass
-class KineticsSoundsOptions:
-    """``data.options`` of ``kinetics_sounds``."""
+class KineticsSoundsOptions(AudioVisualOptions):
+    """``data.options`` of ``kinetics_sounds`` (decoding fields: :class:`AudioVisualOptions`)."""
 
     root: str = ""
     train_list: str = "train.txt"
@@ -61,18 +61,16 @@ class KineticsSoundsOptions:
     visual_dir: str = "visual"
     audio: Literal["stored", "stft", "fbank"] = "stored"  # stored: <name>.npy/.pkl/.pt arrays
     frames: int = 3  # frames per clip (the field uses 3 on KS)
-    image_size: int = 224
     num_classes: int = 31
     class_names_file: str = ""  # one name per line, in label order (default: see module doc)
     skip_missing: bool = False  # drop listed clips whose files are missing (listed in the run)
     on_corrupt: OnCorrupt = "error"  # "skip": drop samples whose files fail to decode (listed)
-    cache_dir: str = ""  # cache of recipe spectrograms (audio: stft | fbank)
 
     def validate(self, where: str) -> None:
         if not self.root:
             raise ConfigError(f"{where}.root: required; the Kinetics-Sounds folder")
-        check_positive(self.frames, f"{where}.frames")
-        check_positive(self.image_size, f"{where}.image_size")
+        self.root = str(Path(self.root).expanduser())
+        self.validate_media(where)
         check_positive(self.num_classes, f"{where}.num_classes")
 
 
@@ -174,7 +172,7 @@ def scan(opts: KineticsSoundsOptions, problems: list[str] | None) -> dict[str, l
 
 def _loaders(opts: KineticsSoundsOptions) -> dict[str, Any]:
     recipe = None if opts.audio == "stored" else opts.audio
-    return audio_visual_loaders(recipe, opts.cache_dir, opts.frames, opts.image_size)
+    return audio_visual_loaders(recipe, opts)
 
 
 def build_kinetics_sounds(opts: KineticsSoundsOptions, cfg: Any) -> DataSplits:

@@ -8,9 +8,9 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from mmbalance.data.clips import segment_indices
 from mmbalance.data.safe_pickle import load_pickle
 from mmbalance.data.vision import eval_transform, load_rgb, train_transform
 from mmbalance.errors import DataError
+from mmbalance.structured import check_positive, from_dict
 
 ARRAY_SUFFIXES = (".npy", ".pkl", ".pickle", ".pt")
 
@@ -77,10 +78,16 @@ class SpectrogramCache:
     or a complete one.
     """
 
-    def __init__(self, recipe_name: str, cache_dir: str | Path | None) -> None:
-        self.recipe = RECIPES[recipe_name]()
+    def __init__(
+        self,
+        recipe_name: str,
+        cache_dir: str | Path | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.recipe = from_dict(RECIPES[recipe_name], options, "data.options.audio_options")
         self.dir: Path | None = None
         if cache_dir:
+            cache_dir = Path(cache_dir).expanduser()
             params = {"recipe": recipe_name, **asdict(self.recipe)}
             key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
             self.dir = Path(cache_dir) / f"{recipe_name}-{key}"
@@ -136,23 +143,54 @@ def load_frame_stack(
     out = []
     for i in picks:
         img = load_rgb(frames[i], mode)
-        out.append(train_transform(img, size, augment) if train else eval_transform(img, size))
+        if train and augment != "none":
+            out.append(train_transform(img, size, augment))
+        else:
+            out.append(eval_transform(img, size))
     return torch.stack(out, dim=1)
 
 
-def audio_visual_loaders(
-    recipe: str | None, cache_dir: str, frames: int, image_size: int
-) -> dict[str, Any]:
+@dataclass
+class AudioVisualOptions:
+    """How an audio-visual clip layout (CREMA-D, Kinetics-Sounds) is decoded; the defaults are
+    the field's (``datasets.md``). The dataset option blocks inherit these fields."""
+
+    frames: int = 1  # frames per clip, chosen per temporal segment (random in training)
+    image_size: int = 224
+    # crop_flip: RandomResizedCrop + flip (the field's); resize_flip: Resize + flip; none: the
+    # evaluation view in training too (for frames that are already varied, e.g. generated ones)
+    visual_augment: Literal["crop_flip", "resize_flip", "none"] = "crop_flip"
+    frame_mode: Literal["RGB", "L"] = "RGB"  # L: one grey channel (no ImageNet normalisation)
+    audio_options: dict[str, Any] = field(default_factory=dict)  # recipe fields (audio.py)
+    cache_dir: str = ""  # where recipe spectrograms of the WAVs are cached ("" = no cache)
+
+    def validate_media(self, where: str) -> None:
+        check_positive(self.frames, f"{where}.frames")
+        check_positive(self.image_size, f"{where}.image_size")
+
+
+def audio_visual_loaders(recipe: str | None, opts: AudioVisualOptions) -> dict[str, Any]:
     """The ``audio`` and ``visual`` decoders of an audio-visual clip layout (CREMA-D,
     Kinetics-Sounds): audio from a stored array (``recipe=None``) or a WAV through the named
-    recipe and its cache; ``frames`` frames with the field's crop + flip training view."""
-    cache = SpectrogramCache(recipe, cache_dir or None) if recipe is not None else None
+    recipe (with ``opts.audio_options``) and its cache; ``opts.frames`` frames per clip."""
+    cache = (
+        SpectrogramCache(recipe, opts.cache_dir or None, opts.audio_options)
+        if recipe is not None
+        else None
+    )
 
     def audio(clip: Any, train: bool) -> Tensor:
         path = clip.files["audio"]
         return cache(path) if cache is not None else as_spectrogram(load_array(path), path)
 
     def visual(clip: Any, train: bool) -> Tensor:
-        return load_frame_stack(clip.files["visual"], frames, train, image_size, "crop_flip")
+        return load_frame_stack(
+            clip.files["visual"],
+            opts.frames,
+            train,
+            opts.image_size,
+            opts.visual_augment,
+            opts.frame_mode,
+        )
 
     return {"audio": audio, "visual": visual}

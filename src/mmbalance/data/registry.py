@@ -122,6 +122,10 @@ def build_data(cfg: Any) -> DataSplits:
     if cfg.name not in DATASETS:
         raise ConfigError(f"data.name: got {cfg.name!r}; expected one of {', '.join(DATASETS)}")
     entry = DATASETS[cfg.name]
+    if cfg.generate is not None:
+        from mmbalance.data.generate import ensure_generated
+
+        ensure_generated(cfg.generate, cfg.options["root"])
     opts = from_dict(entry.options_cls, cfg.options, "data.options")
     return entry.build(opts, cfg)
 

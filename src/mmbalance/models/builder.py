@@ -101,6 +101,7 @@ def build_model(
     model_cfg: Any,
     shapes: Mapping[str, tuple[int, ...]],
     num_classes: int,
+    available: list[str] | None = None,
 ) -> MultimodalModel:
     """Build the model for modalities with per-sample ``shapes`` and ``num_classes`` classes.
 
@@ -108,12 +109,15 @@ def build_model(
         model_cfg: a :class:`mmbalance.config.ModelConfig`.
         shapes: per-sample input shape of each modality, in the modalities' order.
         num_classes: K.
+        available: every modality the data has, when the model is built for a subset of them
+            (a unimodal run): per-modality settings of the others are then not an error.
     """
-    unknown = sorted(set(model_cfg.encoders) - set(shapes))
+    known = set(available or []) | set(shapes)
+    unknown = sorted(set(model_cfg.encoders) - known)
     if unknown:
         raise ConfigError(
             f"model.encoders: no modality named {', '.join(unknown)}; "
-            f"the data has {', '.join(shapes)}"
+            f"the data has {', '.join(sorted(known))}"
         )
     encoders: dict[str, BlockEncoder] = {}
     for m, shape in shapes.items():
