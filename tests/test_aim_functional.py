@@ -85,10 +85,13 @@ def test_eq16_orthogonality_is_the_cosine_similarity_matrix() -> None:
     assert torch.allclose(o, expected, atol=1e-6)
 
 
-def test_eq8_reconstruction_is_a_mean_of_squares() -> None:
+def test_eq8_reconstruction_as_written_per_element_and_relative() -> None:
     w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     r = torch.tensor([[1.0, 0.0], [3.0, 5.0]])
-    assert AF.reconstruction_loss(w, r).item() == pytest.approx((4 + 1) / 4)
+    # ||W - R||_F^2 = 4 + 1 = 5; ||W||_F^2 = 1 + 4 + 9 + 16 = 30
+    assert AF.reconstruction_loss(w, r, "sum").item() == pytest.approx(5.0)
+    assert AF.reconstruction_loss(w, r, "mean").item() == pytest.approx(5.0 / 4)
+    assert AF.reconstruction_loss(w, r).item() == pytest.approx(5.0 / 30)  # relative (default)
 
 
 def test_eq7_rowwise_decoupler_against_hand_computation() -> None:

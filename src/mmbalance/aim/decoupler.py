@@ -13,13 +13,30 @@ For one weight tensor ``W`` of a block (a conv kernel or a linear matrix):
 ``layer`` is the paper's literal reading, ``W`` flattened to one vector of ``P`` numbers,
 ``Linear(P, L)``: 1.2 B weights for one full-size ResNet18 stage-4 conv, so it is only built when
 the whole decoupler fits ``budget`` parameters (spec s. 3).
+
+Two decisions make the mechanism work as Sec. III-D1 describes it (``docs/aim.md``):
+
+- ``init="svd"``: ``Phi_lat`` starts as an orthonormal basis ``Q`` of W's row space (its right
+  singular vectors, completed to L columns) and ``Psi`` as ``Q^T``, so ``Psi(Phi_lat(W)) = W``
+  from the first step and the latent coordinates are W's principal directions. A randomly
+  initialised linear auto-encoder (``init="random"``, the literal reading) starts with a relative
+  reconstruction error above 1 and, trained at the decoupler's pace, never gets far below it:
+  ``theta_b`` and ``theta_g`` are then unrelated to W and Eq. 13 sends W noise.
+- ``mask_share=0.5``: the mask logits ``Phi_mask(theta_lat)`` are centred per row before the
+  sigmoid (``Phi_mask`` followed by a fixed centring, still a linear map), so about that share of
+  each row's latent coordinates goes to the auxiliary block and ``L_g`` can only choose *which*
+  ones. Without it the cheapest way to lower ``L_g`` is ``w -> 0`` everywhere (theta_g = W), and
+  behind BatchNorm a uniformly scaled W performs the same, so the mask has no reason to move off
+  sigmoid(0) (measured: density 0.44-0.50 with std 0.02). ``None`` is the literal free mask.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,8 +56,10 @@ def _view(shape: tuple[int, ...], mode: DecouplerMode) -> tuple[int, int]:
 
 
 def layer_decoupler_size(shape: tuple[int, ...], latent: int, mode: DecouplerMode) -> int:
-    """Parameters of one layer's decoupler: ``(fan_in*L + L) + (L*L + L) + (L*fan_in + fan_in)``."""
+    """Parameters of one layer's decoupler: ``(fan_in*L + L) + (L*L + L) + (L*fan_in + fan_in)``
+    with ``L = min(latent, fan_in)``."""
     _, fan_in = _view(shape, mode)
+    latent = min(latent, fan_in)
     return 2 * fan_in * latent + latent + latent * latent + latent + fan_in
 
 
@@ -55,15 +74,47 @@ class Decoupled:
 
 
 class LayerDecoupler(nn.Module):
-    """Phi_lat, Phi_mask and Psi for one weight tensor."""
+    """Phi_lat, Phi_mask and Psi for one weight tensor.
 
-    def __init__(self, shape: tuple[int, ...], latent: int, mode: DecouplerMode) -> None:
+    The latent is at most ``fan_in`` wide (a wider one cannot hold more of a row than the row).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        latent: int,
+        mode: DecouplerMode,
+        mask_share: float | None = None,
+    ) -> None:
         super().__init__()
         self.shape = tuple(shape)
         self.rows, fan_in = _view(self.shape, mode)
+        latent = min(latent, fan_in)
         self.phi_lat = nn.Linear(fan_in, latent)
         self.phi_mask = nn.Linear(latent, latent)
         self.psi = nn.Linear(latent, fan_in)
+        self.mask_share = mask_share
+
+    @torch.no_grad()
+    def init_from(self, weight: Tensor) -> None:
+        """``Phi_lat = Q^T``, ``Psi = Q`` with ``Q`` an orthonormal basis whose leading columns
+        span ``weight``'s row space (right singular vectors by decreasing singular value; any
+        remaining columns complete it at random): then ``Psi(Phi_lat(W)) = W`` exactly."""
+        flat = weight.detach().reshape(self.rows, -1).float().cpu()
+        fan_in, latent = self.psi.out_features, self.psi.in_features
+        _, _, vh = torch.linalg.svd(flat, full_matrices=False)  # [min(rows, fan_in), fan_in]
+        lead = vh[:latent].T
+        extra = latent - lead.shape[1]
+        if extra > 0:
+            g = torch.Generator().manual_seed(fan_in * 31 + latent)
+            lead = torch.cat([lead, torch.randn(fan_in, extra, generator=g)], dim=1)
+        q, r = torch.linalg.qr(lead)
+        q = q * torch.sign(torch.diagonal(r)).clamp_min(0).mul(2).sub(1)  # keep vh's signs
+        device = self.psi.weight.device
+        self.phi_lat.weight.copy_(q.T.to(device))
+        self.phi_lat.bias.zero_()
+        self.psi.weight.copy_(q.to(device))
+        self.psi.bias.zero_()
 
     def forward(
         self, weight: Tensor, *, detach_params: bool, need_aux: bool = True, need_comp: bool = True
@@ -80,7 +131,11 @@ class LayerDecoupler(nn.Module):
 
         flat = weight.reshape(self.rows, -1)
         lat = F.linear(flat, p(self.phi_lat.weight), p(self.phi_lat.bias))
-        mask = F.linear(lat, p(self.phi_mask.weight), p(self.phi_mask.bias)).sigmoid()
+        logits = F.linear(lat, p(self.phi_mask.weight), p(self.phi_mask.bias))
+        if self.mask_share is not None:
+            share = self.mask_share
+            logits = logits - logits.mean(-1, keepdim=True) + math.log(share / (1 - share))
+        mask = logits.sigmoid()
 
         def psi(z: Tensor) -> Tensor:
             return F.linear(z, p(self.psi.weight), p(self.psi.bias)).reshape(self.shape)
@@ -102,7 +157,13 @@ class Decoupler(nn.Module):
     """
 
     def __init__(
-        self, model: MultimodalModel, latent: int, mode: DecouplerMode, budget: int
+        self,
+        model: MultimodalModel,
+        latent: int,
+        mode: DecouplerMode,
+        budget: int,
+        init: Literal["svd", "random"] = "svd",
+        mask_share: float | None = 0.5,
     ) -> None:
         super().__init__()
         size = decoupler_size(model, latent, mode)
@@ -123,14 +184,16 @@ class Decoupler(nn.Module):
             for block in enc.blocks:
                 params = dict(block.named_parameters())
                 keyed = {n.replace(".", "__"): n for n in decoupled_parameter_names(block)}
-                per_depth.append(
-                    nn.ModuleDict(
-                        {
-                            k: LayerDecoupler(tuple(params[n].shape), latent, mode)
-                            for k, n in keyed.items()
-                        }
-                    )
+                layers = nn.ModuleDict(
+                    {
+                        k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share)
+                        for k, n in keyed.items()
+                    }
                 )
+                if init == "svd":
+                    for k, n in keyed.items():
+                        layers[k].init_from(params[n])
+                per_depth.append(layers)
                 self.names[m].append(keyed)
             self.layers[m] = per_depth
 
@@ -151,6 +214,41 @@ class Decoupler(nn.Module):
             w = params[name].detach() if detach_weights else params[name]
             out[name] = self.layers[m][d][key](w, detach_params=detach_params, **kw)
         return out
+
+    @torch.no_grad()
+    def health(self, model: MultimodalModel) -> dict[str, float]:
+        """How well the decoupler works, averaged over every decoupled weight W (logged each
+        epoch; tested in ``tests/test_aim_effectiveness.py``):
+
+        - ``recon_rel``: ``||W - Psi(Phi_lat(W))||^2 / ||W||^2`` (0 = exact; >= 1 = no better
+          than predicting zero);
+        - ``aux_cos``: cosine of ``theta_b`` and W (the auxiliary block is a part of W);
+        - ``aux_comp_cos``: cosine of ``theta_b`` and ``theta_g`` (1 = no decoupling);
+        - ``mask_density``, ``mask_std``, ``mask_extreme`` (share of mask entries < 0.1 or > 0.9).
+        """
+        sums: dict[str, float] = {}
+        count = 0
+        for m, enc in model.encoders.items():
+            for d, block in enumerate(enc.blocks):
+                params = dict(block.named_parameters())
+                for name, x in self.decouple(
+                    m, d, block, detach_params=True, detach_weights=True
+                ).items():
+                    w = params[name].detach().flatten()
+                    assert x.aux is not None and x.comp is not None and x.recon is not None
+                    aux, comp = x.aux.flatten(), x.comp.flatten()
+                    values = {
+                        "recon_rel": float((w - x.recon.flatten()).pow(2).sum() / w.pow(2).sum()),
+                        "aux_cos": float(F.cosine_similarity(aux, w, dim=0)),
+                        "aux_comp_cos": float(F.cosine_similarity(aux, comp, dim=0)),
+                        "mask_density": float(x.mask.mean()),
+                        "mask_std": float(x.mask.std()) if x.mask.numel() > 1 else 0.0,
+                        "mask_extreme": float(((x.mask < 0.1) | (x.mask > 0.9)).float().mean()),
+                    }
+                    for k, v in values.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()}
 
 
 def decoupler_size(model: MultimodalModel, latent: int, mode: DecouplerMode) -> int:

@@ -29,9 +29,32 @@ def euclidean_distance(h: Tensor, prototypes: Tensor) -> Tensor:
     return torch.sqrt(d2.clamp_min(0.0) + DISTANCE_EPS)
 
 
-def prototype_logits(h: Tensor, prototypes: Tensor, temperature: float = 1.0) -> Tensor:
-    """``logit_k = -delta(h, p_k) / tau``: the argument of the softmax in Eqs. 9 and 10."""
-    return -euclidean_distance(h, prototypes) / temperature
+def prototype_logits(h: Tensor, prototypes: Tensor, temperature: float | str = 1.0) -> Tensor:
+    """``logit_k = -delta(h, p_k) / tau``: the argument of the softmax in Eqs. 9 and 10.
+
+    ``temperature`` is a number (the paper's implicit ``tau = 1``) or ``"auto"``
+    (:func:`auto_temperature`).
+    """
+    distances = euclidean_distance(h, prototypes)
+    if temperature == "auto":
+        return -distances / auto_temperature(distances)
+    return -distances / float(temperature)
+
+
+def auto_temperature(distances: Tensor) -> Tensor:
+    """A scale-free ``tau`` for a ``[B, K]`` distance matrix: the batch mean over samples of the
+    standard deviation of their K distances (detached).
+
+    The paper's ``tau = 1`` makes Eq. 9 depend on the feature scale: distances between whole
+    ResNet feature maps are in the hundreds, so every softmax saturates to 0 or 1, while pooled
+    features give distances below 1 and softmaxes stuck at chance. Dividing by the spread of the
+    distances themselves puts the logits of every depth, encoder and feature scale in units of
+    that spread: a sample exactly at its prototype with the other K-1 prototypes equally far
+    scores ``1 / (1 + (K-1) exp(-K / sqrt(K-1)))`` (0.75 for K = 10), a sample equally far from
+    all scores ``1/K``, and nothing saturates. Being a constant of the step, it also removes any
+    incentive for the encoder to shrink or blow up its features to lower the loss.
+    """
+    return distances.detach().std(dim=1, unbiased=False).mean().clamp_min(1e-6)
 
 
 def score_and_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,6 +65,13 @@ def score_and_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """
     prob = logits.detach().float().softmax(dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
     return prob.mean(), F.cross_entropy(logits, labels)
+
+
+def saturation(logits: Tensor, labels: Tensor, eps: float = 0.01) -> Tensor:
+    """Share of samples whose true-class probability is below ``eps`` or above ``1 - eps``: a
+    saturated softmax gives Eq. 9 no grading and Eq. 10 losses that are 0 or huge."""
+    prob = logits.detach().float().softmax(dim=1).gather(1, labels.unsqueeze(1))
+    return ((prob < eps) | (prob > 1 - eps)).float().mean()
 
 
 def pam_weights(s: Tensor, s_aux: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -86,13 +116,25 @@ def modulation_loss(alpha: Tensor, depth_losses: Tensor) -> Tensor:
     return (alpha.detach() * depth_losses).sum()
 
 
-def reconstruction_loss(weight: Tensor, reconstruction: Tensor) -> Tensor:
-    """The ``L_re`` term of Eq. 8, ``||theta - Psi(Phi_lat(theta))||^2``, as a mean over elements.
+def reconstruction_loss(weight: Tensor, reconstruction: Tensor, kind: str = "relative") -> Tensor:
+    """The ``L_re`` term of Eq. 8 for one weight tensor, ``||theta - Psi(Phi_lat(theta))||_F^2``.
 
-    A mean (rather than the paper's sum) keeps the term's scale independent of the layer size,
-    so one learning rate fits every layer; the minimiser is the same.
+    - ``sum``: the paper's squared Frobenius norm as written;
+    - ``mean``: divided by the number of elements (this library's first reading; it shrinks
+      ``L_re`` by ~1/numel against ``L_g`` in Eq. 8's sum, so the decoupler stopped
+      reconstructing: relative errors of 0.9-5, see ``docs/aim.md``);
+    - ``relative`` (default): divided by ``||theta||_F^2`` (a constant of the step): the
+      relative error, scale-free across layers and comparable to ``L_g``; its minimiser for a
+      fixed ``theta`` is the paper's.
     """
-    return (weight - reconstruction).pow(2).mean()
+    squared = (weight - reconstruction).pow(2).sum()
+    if kind == "sum":
+        return squared
+    if kind == "mean":
+        return squared / weight.numel()
+    if kind == "relative":
+        return squared / weight.detach().pow(2).sum().clamp_min(1e-12)
+    raise ValueError(f"reconstruction_loss: unknown kind {kind!r}")
 
 
 def orthogonality(prototypes: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ normalisation layers in eval mode, so prototype statistics never reach BatchNorm
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -133,3 +133,79 @@ def represent(encoder: nn.Module, h: Tensor, frames: int, distance: Distance) ->
     if distance == "pooled":
         return encoder.pool(h, frames)
     return per_sample(h, frames).flatten(1)
+
+
+class CentroidPrototypes:
+    """Depth-adaptive prototypes as class centroids of each block's outputs (``prototypes:
+    centroid``, the default; ``docs/aim.md`` says why).
+
+    ``P_d^m[k]`` is an exponential moving average (``momentum`` per step) of the mean of class
+    k's depth-d outputs in the training batches, detached: what depth d of encoder m actually
+    produces for class k as the network trains, which is what Sec. III-C asks of a prototype
+    ("the optimal latent feature ... at the output of each depth"). Under DDP the batch sums
+    and counts are all-reduced first, so every rank holds the same prototypes.
+    """
+
+    def __init__(self, num_classes: int, momentum: float = 0.9) -> None:
+        self.num_classes = num_classes
+        self.momentum = momentum
+        self.centroids: dict[str, dict[int, Tensor]] = {}
+        self.seen: dict[str, dict[int, Tensor]] = {}  # [K] bool: classes with a centroid
+
+    def get(self, m: str, d: int, rep: Tensor, y: Tensor) -> Tensor:
+        """``[K, F]`` prototypes of (m, d); before the first update, the batch's own class
+        means (a class absent from the batch takes the batch mean)."""
+        stored = self.centroids.get(m, {}).get(d)
+        if stored is not None:
+            return stored
+        sums, counts = self._batch_sums(rep.detach(), y)
+        return self._means(sums, counts, rep.detach().mean(0))
+
+    def _batch_sums(self, rep: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        from mmbalance import distributed as dist
+
+        sums = torch.zeros(self.num_classes, rep.shape[1], device=rep.device, dtype=torch.float32)
+        sums.index_add_(0, y, rep.float())
+        counts = torch.bincount(y, minlength=self.num_classes).to(sums.dtype)
+        packed = dist.reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
+        return packed[:, :-1], packed[:, -1]
+
+    @staticmethod
+    def _means(sums: Tensor, counts: Tensor, fallback: Tensor) -> Tensor:
+        present = counts > 0
+        means = sums / counts.clamp_min(1)[:, None]
+        return torch.where(present[:, None], means, fallback.float()[None])
+
+    @torch.no_grad()
+    def update(self, m: str, d: int, rep: Tensor, y: Tensor) -> None:
+        """Fold one batch's class means of depth-d outputs ``rep [B, F]`` into (m, d)."""
+        sums, counts = self._batch_sums(rep.detach(), y)
+        present = counts > 0
+        batch = self._means(sums, counts, rep.detach().mean(0))
+        old = self.centroids.setdefault(m, {}).get(d)
+        seen = self.seen.setdefault(m, {}).get(d)
+        if old is None or seen is None:
+            self.centroids[m][d], self.seen[m][d] = batch, present
+            return
+        blend = self.momentum * old + (1 - self.momentum) * batch
+        # a class seen for the first time takes its batch mean as it is
+        new = torch.where(
+            (present & seen)[:, None], blend, torch.where(present[:, None], batch, old)
+        )
+        self.centroids[m][d], self.seen[m][d] = new, seen | present
+
+    def as_lists(self) -> dict[str, list[Tensor]]:
+        """``{m: [P_1, ..., P_D]}`` (for Eq. 16's orthogonality and the diagnostics)."""
+        return {m: [c[d] for d in sorted(c)] for m, c in self.centroids.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "centroids": {m: {str(d): t for d, t in c.items()} for m, c in self.centroids.items()},
+            "seen": {m: {str(d): t for d, t in c.items()} for m, c in self.seen.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.centroids = {
+            m: {int(d): t for d, t in c.items()} for m, c in state["centroids"].items()
+        }
+        self.seen = {m: {int(d): t for d, t in c.items()} for m, c in state["seen"].items()}

@@ -35,7 +35,7 @@ from mmbalance import distributed as dist
 from mmbalance.aim import functional as AF
 from mmbalance.aim.blocks import call_with_weights
 from mmbalance.aim.decoupler import Decoupler
-from mmbalance.aim.prototypes import DepthAdaptivePrototypes, represent
+from mmbalance.aim.prototypes import CentroidPrototypes, DepthAdaptivePrototypes, represent
 from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
@@ -44,15 +44,26 @@ from mmbalance.structured import check_positive
 
 @dataclass
 class AIMOptions:
-    """``method.options`` of ``aim``; defaults are the spec's (``aim.md``)."""
+    """``method.options`` of ``aim``. Defaults: ``docs/aim.md`` (where they differ from the
+    literal reading of the paper, the table there says why and names the literal setting)."""
 
-    start_epoch: int = 5  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
+    start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
     lambda_mod: float = 1.0  # weight of L_mod beside CE in phase 2
+    # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
+    # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
+    prototypes: Literal["centroid", "dap"] = "centroid"
+    centroid_momentum: float = 0.9
+    # Scores and losses (Eqs. 9-10)
+    dap_distance: Literal["flat", "pooled"] = "pooled"
+    dap_temperature: float | Literal["auto"] = "auto"  # a number: fixed tau (paper: 1)
     # PDM (s. 3)
     latent_dim: int = 512
     decoupler: Literal["rowwise", "layer"] = "rowwise"
     decoupler_budget: int = 200_000_000  # max decoupler parameters ('layer' is refused above)
+    decoupler_init: Literal["svd", "random"] = "svd"  # random: the literal reading
     decoupler_lr: float = 1e-3  # Adam
+    mask_share: float | None = 0.5  # centred mask logits; None: the literal free mask
+    recon_loss: Literal["relative", "mean", "sum"] = "relative"  # sum: Eq. 8 as written
     pdm_during_modulation: bool = True
     # Share of each batch the complementary pass of L_pdm (Eq. 8) runs on. Eq. 8 is an
     # expectation over (I, y): the first ceil(f * B) samples of an already shuffled batch are
@@ -63,12 +74,10 @@ class AIMOptions:
     # decoupler), so the default detaches I_d there; it also saves a third of AIM's extra
     # backward work. The original-block loss L_d^m always reaches earlier blocks.
     aux_input_grad: bool = False
-    # DAP (s. 1-2)
+    # DAP (prototypes: dap; s. 1-2)
     dap_steps: int = 100  # Adam steps after each phase-1 epoch
     dap_lr: float = 1e-2
     dap_init: Literal["mean", "zeros"] = "mean"
-    dap_distance: Literal["flat", "pooled"] = "flat"
-    dap_temperature: float = 1.0
     # Ablations (s. 7)
     pam: bool = True  # False: "w/o PAM" (no decoupler, no auxiliary blocks)
     dam: bool = True  # False: "w/o DAM" (every alpha_d = 1)
@@ -82,7 +91,16 @@ class AIMOptions:
         for name in ("latent_dim", "decoupler_budget", "decoupler_lr", "dap_lr", "label_head_lr"):
             check_positive(getattr(self, name), f"{where}.{name}")
         check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
-        check_positive(self.dap_temperature, f"{where}.dap_temperature")
+        if self.dap_temperature != "auto":
+            check_positive(float(self.dap_temperature), f"{where}.dap_temperature")
+        if not 0.0 <= self.centroid_momentum < 1.0:
+            raise ConfigError(
+                f"{where}.centroid_momentum: got {self.centroid_momentum!r}; expected 0 <= m < 1"
+            )
+        if self.mask_share is not None and not 0.0 < self.mask_share < 1.0:
+            raise ConfigError(
+                f"{where}.mask_share: got {self.mask_share!r}; expected 0 < share < 1 or null"
+            )
         if not 0.0 < self.pdm_batch_fraction <= 1.0:
             raise ConfigError(
                 f"{where}.pdm_batch_fraction: got {self.pdm_batch_fraction!r}; expected 0 < f <= 1"
@@ -105,6 +123,23 @@ class LabelHeads(nn.Module):
             self.heads[m] = nn.ModuleList(nn.Linear(i.channels, num_classes) for i in info)
 
 
+class _Step:
+    """What one training step collects per depth and modality before Eqs. 11-15 combine it."""
+
+    def __init__(self, depth: int, modalities: int, device: torch.device) -> None:
+        self.s = torch.zeros(depth, modalities, device=device)  # Eq. 9, original blocks
+        self.s_aux = torch.zeros_like(self.s)  # Eq. 9, auxiliary blocks
+        self.losses: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, original
+        self.losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, auxiliary
+        self.pdm: list[Tensor] = []  # Eq. 8 per block
+        self.label: list[Tensor] = []  # AIM-label's per-depth heads
+        # scalar diagnostics, kept on the device until one transfer per step
+        self.diagnostics: dict[str, list[Tensor]] = {}
+
+    def diag(self, name: str, value: Tensor) -> None:
+        self.diagnostics.setdefault(name, []).append(value.detach())
+
+
 class AIM(Method):
     """Adaptive Intra-Network Modulation (DAP + PAM + DAM)."""
 
@@ -117,6 +152,7 @@ class AIM(Method):
     def __init__(self, options: AIMOptions | None = None) -> None:
         super().__init__(options)
         self.dap: DepthAdaptivePrototypes | None = None
+        self.centroids: CentroidPrototypes | None = None
         self.decoupler: Decoupler | None = None
         self.label_heads: LabelHeads | None = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -145,18 +181,20 @@ class AIM(Method):
         o = self.options
         device = next(model.parameters()).device
         num_classes = model.head.out_features
-        if o.scores == "prototype":
+        if o.scores == "prototype" and o.prototypes == "dap":
             self.dap = DepthAdaptivePrototypes(model.input_shapes, num_classes).to(device)
             self.optimizers["dap"] = torch.optim.Adam(self.dap.parameters(), lr=o.dap_lr)
+        elif o.scores == "prototype":
+            self.centroids = CentroidPrototypes(num_classes, o.centroid_momentum)
         else:
             self.label_heads = LabelHeads(model, num_classes).to(device)
             self.optimizers["label_heads"] = torch.optim.Adam(
                 self.label_heads.parameters(), lr=o.label_head_lr
             )
         if o.pam:
-            self.decoupler = Decoupler(model, o.latent_dim, o.decoupler, o.decoupler_budget).to(
-                device
-            )
+            self.decoupler = Decoupler(
+                model, o.latent_dim, o.decoupler, o.decoupler_budget, o.decoupler_init, o.mask_share
+            ).to(device)
             self.optimizers["decoupler"] = torch.optim.Adam(
                 self.decoupler.parameters(), lr=o.decoupler_lr
             )
@@ -190,16 +228,27 @@ class AIM(Method):
             self._protos = self.dap.propagate(model, self.options.dap_distance)
         return model(batch["inputs"], return_intermediates=True)
 
-    def _logits(self, model: MultimodalModel, m: str, d: int, h: Tensor, frames: int) -> Tensor:
+    def _logits(
+        self, model: MultimodalModel, m: str, d: int, h: Tensor, frames: int, y: Tensor
+    ) -> Tensor:
         """Logits of a block output at depth d: prototype distances (Eqs. 9-10) or, for
         AIM-label, the depth's linear head used as a constant."""
         enc = model.encoders[m]
         if self.label_heads is not None:
             head = self.label_heads.heads[m][d]
             return F.linear(enc.pool(h, frames), head.weight.detach(), head.bias.detach())
-        assert self._protos is not None
         rep = represent(enc, h, frames, self.options.dap_distance)
-        return AF.prototype_logits(rep, self._protos[m][d], self.options.dap_temperature)
+        if self.centroids is not None:
+            protos = self.centroids.get(m, d, rep, y)
+        else:
+            assert self._protos is not None
+            protos = self._protos[m][d]
+        distances = AF.euclidean_distance(rep, protos)
+        tau = self.options.dap_temperature
+        if tau == "auto":
+            # DDP: the global batch's spread, so every rank divides by the same tau
+            return -distances / dist.reduce_mean(AF.auto_temperature(distances))
+        return -distances / float(tau)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
@@ -211,127 +260,139 @@ class AIM(Method):
         terms: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits, y)}
         assert output.intermediates is not None
         mods = model.modalities
-        depth = model.encoders[mods[0]].depth
-        s = torch.zeros(depth, len(mods), device=y.device)
-        s_aux = torch.zeros_like(s)
-        losses: list[list[Tensor]] = [[] for _ in range(depth)]
-        losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]
-        pdm_terms: list[Tensor] = []
-        label_terms: list[Tensor] = []
-        # diagnostics stay on the device until one transfer per step (no per-layer syncs)
-        mask_means: list[Tensor] = []
-        recons: list[Tensor] = []
-        n_pdm = max(1, math.ceil(o.pdm_batch_fraction * y.shape[0]))
+        step = _Step(model.encoders[mods[0]].depth, len(mods), y.device)
+        updates: list[tuple[str, int, Tensor]] = []  # centroid updates, after all scoring
         for j, m in enumerate(mods):
             enc = model.encoders[m]
             inter = output.intermediates[m]
             for d, block in enumerate(enc.blocks):
                 h, inp = inter.outputs[d], inter.inputs[d]
                 with torch.set_grad_enabled(modulate):
-                    s[d, j], loss_md = AF.score_and_loss(
-                        self._logits(model, m, d, h, inter.frames), y
-                    )
-                losses[d].append(loss_md)
+                    logits = self._logits(model, m, d, h, inter.frames, y)
+                    step.s[d, j], loss_md = AF.score_and_loss(logits, y)
+                step.losses[d].append(loss_md)
+                step.diag("saturated", AF.saturation(logits, y))
+                if self.centroids is not None:
+                    updates.append((m, d, represent(enc, h.detach(), inter.frames, o.dap_distance)))
                 if self.label_heads is not None:
                     head = self.label_heads.heads[m][d]
-                    label_terms.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
+                    step.label.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
                 if self.decoupler is None:
                     continue
-                # Auxiliary block E~_d^m: decoupler constant, gradient to W through it (Eq. 13).
                 with torch.set_grad_enabled(modulate):
-                    dec = self.decoupler.decouple(
-                        m, d, block, detach_params=True, detach_weights=False, need_comp=False
-                    )
-                    aux_in = inp if o.aux_input_grad else inp.detach()
-                    aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, aux_in)
-                    s_aux[d, j], loss_aux = AF.score_and_loss(
-                        self._logits(model, m, d, aux_out, inter.frames), y
-                    )
-                losses_aux[d].append(loss_aux)
-                if modulate and not o.pdm_during_modulation:
-                    continue
-                # L_pdm (Eq. 8): W, I_d and the block's own 1-D parameters detached -> it
-                # trains the decoupler only.
-                dec = self.decoupler.decouple(
-                    m, d, block, detach_params=False, detach_weights=True, need_aux=False
-                )
-                comp_in = inp.detach()[: n_pdm * inter.frames]  # frames are folded into rows
-                comp_out = call_with_weights(
-                    block, {n: x.comp for n, x in dec.items()}, comp_in, detach_rest=True
-                )
-                comp_logits = self._logits(model, m, d, comp_out, inter.frames)
-                _, l_g = AF.score_and_loss(comp_logits, y[:n_pdm])
-                params = dict(block.named_parameters())
-                l_re = torch.stack(
-                    [AF.reconstruction_loss(params[n].detach(), x.recon) for n, x in dec.items()]
-                ).mean()
-                pdm_terms.append(l_g + l_re)
-                mask_means += [x.mask.detach().mean() for x in dec.values()]
-                recons.append(l_re.detach())
-        if pdm_terms:
-            terms["pdm"] = torch.stack(pdm_terms).sum()
-        if label_terms:
-            terms["label_heads"] = torch.stack(label_terms).sum()
+                    step.s_aux[d, j], loss_aux = self._auxiliary(model, m, d, block, inp, inter, y)
+                step.losses_aux[d].append(loss_aux)
+                if not modulate or o.pdm_during_modulation:
+                    step.pdm.append(self._pdm(model, m, d, block, inp, inter.frames, y))
+        if self.centroids is not None:
+            for m, d, rep in updates:  # this batch shapes the next step's prototypes
+                self.centroids.update(m, d, rep, y)
+        if step.pdm:
+            terms["pdm"] = torch.stack(step.pdm).sum()
+        if step.label:
+            terms["label_heads"] = torch.stack(step.label).sum()
+        mod, weights = self._modulation(step)
+        if modulate:
+            terms["mod"] = o.lambda_mod * mod
+        self._record(mods, step, weights)
+        return terms
+
+    def _auxiliary(
+        self,
+        model: MultimodalModel,
+        m: str,
+        d: int,
+        block: nn.Module,
+        inp: Tensor,
+        inter: Any,
+        y: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """Score and loss of the auxiliary block E~_d^m (Eq. 7; Eqs. 9-10 on its output): the
+        decoupler is a constant here, so the loss reaches W through it (Eq. 13) and only W."""
+        assert self.decoupler is not None
+        dec = self.decoupler.decouple(
+            m, d, block, detach_params=True, detach_weights=False, need_comp=False
+        )
+        aux_in = inp if self.options.aux_input_grad else inp.detach()
+        aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, aux_in)
+        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y), y)
+
+    def _pdm(
+        self,
+        model: MultimodalModel,
+        m: str,
+        d: int,
+        block: nn.Module,
+        inp: Tensor,
+        frames: int,
+        y: Tensor,
+    ) -> Tensor:
+        """``L_pdm = L_g + L_re`` of block d of m (Eq. 8). W, I_d and the block's own 1-D
+        parameters are detached: it trains the decoupler and nothing else."""
+        o = self.options
+        assert self.decoupler is not None
+        n = max(1, math.ceil(o.pdm_batch_fraction * y.shape[0]))
+        dec = self.decoupler.decouple(
+            m, d, block, detach_params=False, detach_weights=True, need_aux=False
+        )
+        comp_in = inp.detach()[: n * frames]  # frames are folded into rows
+        comp_out = call_with_weights(
+            block, {k: x.comp for k, x in dec.items()}, comp_in, detach_rest=True
+        )
+        _, l_g = AF.score_and_loss(self._logits(model, m, d, comp_out, frames, y[:n]), y[:n])
+        params = dict(block.named_parameters())
+        l_re = torch.stack(
+            [
+                AF.reconstruction_loss(params[k].detach(), x.recon, o.recon_loss)
+                for k, x in dec.items()
+            ]
+        ).mean()
+        return l_g + l_re
+
+    def _modulation(self, step: _Step) -> tuple[Tensor, dict[str, Tensor]]:
+        """``L_mod`` (Eqs. 11, 12, 14, 15) and its weights (alpha, rho, rho~)."""
+        o = self.options
         # DDP: the global batch's scores, so every rank weighs the losses alike (Eqs. 12, 14)
-        s, s_aux = dist.reduce_mean(s), dist.reduce_mean(s_aux)
-        alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=y.device)
-        rho = torch.zeros_like(s)
-        rho_aux = torch.zeros_like(s)
+        s, s_aux = dist.reduce_mean(step.s), dist.reduce_mean(step.s_aux)
+        depth = s.shape[0]
+        alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=s.device)
+        rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
             r, r_aux = AF.pam_weights(s[d], s_aux[d] if self.decoupler is not None else None)
             rho[d] = r
             if r_aux is not None:
                 rho_aux[d] = r_aux
-        if modulate:
-            weights_orig = torch.zeros_like(rho) if o.only_auxiliary else rho
-            depth_losses = torch.stack(
-                [
-                    AF.pam_loss(
-                        torch.stack(losses[d]),
-                        weights_orig[d],
-                        torch.stack(losses_aux[d]) if losses_aux[d] else None,
-                        rho_aux[d] if losses_aux[d] else None,
-                    )
-                    for d in range(depth)
-                ]
-            )
-            terms["mod"] = o.lambda_mod * AF.modulation_loss(alpha, depth_losses)
-        extra = (
-            torch.stack([torch.stack(mask_means).mean(), torch.stack(recons).sum()]).tolist()
-            if recons
-            else [0.0, 0.0]
+        weights_orig = torch.zeros_like(rho) if o.only_auxiliary else rho
+        depth_losses = torch.stack(
+            [
+                AF.pam_loss(
+                    torch.stack(step.losses[d]),
+                    weights_orig[d],
+                    torch.stack(step.losses_aux[d]) if step.losses_aux[d] else None,
+                    rho_aux[d] if step.losses_aux[d] else None,
+                )
+                for d in range(depth)
+            ]
         )
-        self._record(mods, s, s_aux, alpha, rho, rho_aux, extra[0], extra[1])
-        return terms
+        weights = {"s": s, "saux": s_aux, "alpha": alpha, "rho": rho, "rhoaux": rho_aux}
+        return AF.modulation_loss(alpha, depth_losses), weights
 
-    def _record(
-        self,
-        mods: list[str],
-        s: Tensor,
-        s_aux: Tensor,
-        alpha: Tensor,
-        rho: Tensor,
-        rho_aux: Tensor,
-        mask_density: float,
-        rec: float,
-    ) -> None:
+    def _record(self, mods: list[str], step: _Step, weights: dict[str, Tensor]) -> None:
         """Accumulate the per-step diagnostics of spec s. 8 (averaged per epoch)."""
         add = self.means.add
+        names = list(step.diagnostics)
+        means = [torch.stack(step.diagnostics[k]).float().mean() for k in names]
         # one device-to-host transfer for all of them
-        alpha_l, s_l, rho_l, saux_l, rhoaux_l = (
-            t.detach().cpu().tolist() for t in (alpha, s, rho, s_aux, rho_aux)
-        )
-        for d in range(len(alpha_l)):
-            add(f"alpha_d{d + 1}", alpha_l[d])
+        host = {k: t.detach().cpu().tolist() for k, t in weights.items()}
+        # DDP: the global batch's values (each rank saw a shard)
+        scalars = dist.reduce_mean(torch.stack(means)).cpu().tolist() if means else []
+        for d in range(len(host["alpha"])):
+            add(f"alpha_d{d + 1}", host["alpha"][d])
             for j, m in enumerate(mods):
-                add(f"s_{m}_d{d + 1}", s_l[d][j])
-                add(f"rho_{m}_d{d + 1}", rho_l[d][j])
-                if self.decoupler is not None:
-                    add(f"saux_{m}_d{d + 1}", saux_l[d][j])
-                    add(f"rhoaux_{m}_d{d + 1}", rhoaux_l[d][j])
-        if self.decoupler is not None:
-            add("mask_density", mask_density)
-            add("recon_error", rec)
+                for key in ("s", "rho") + (("saux", "rhoaux") if self.decoupler else ()):
+                    add(f"{key}_{m}_d{d + 1}", host[key][d][j])
+        for k, v in zip(names, scalars, strict=True):
+            add(k, v)
         self.means.step()
 
     def on_step_end(self, state: TrainState) -> None:
@@ -345,7 +406,7 @@ class AIM(Method):
         if self.dap is not None and state.epoch < self.options.start_epoch:
             for _ in range(self.options.dap_steps):  # phase 1: DAP with the model frozen
                 self._dap_last = self.dap.step(state.model, self.optimizers["dap"])
-        if self.dap is not None and dist.is_main():
+        if (self.dap is not None or self.centroids is not None) and dist.is_main():
             matrices = self.orthogonality(state.model)
             row = {
                 "epoch": state.epoch,
@@ -355,16 +416,43 @@ class AIM(Method):
                 fh.write(json.dumps(row) + "\n")
         out = self.means.pop()
         out.update(self._dap_last)
+        if self.decoupler is not None:
+            out.update(self.decoupler.health(state.model))
+        out.update(self.prototype_accuracy(state.model))
         out["phase"] = 2.0 if state.epoch >= self.options.start_epoch else 1.0
         return out
 
     # -- diagnostics ------------------------------------------------------------------------
     @torch.no_grad()
+    def prototype_accuracy(self, model: MultimodalModel) -> dict[str, float]:
+        """``proto_cls_<m>``: share of the K last-depth prototypes of m that m's unimodal head
+        classifies as their own class (prototypes that stay "classified as their class").
+
+        Centroid prototypes with ``pooled`` features only: their last depth is the feature the
+        heads read. (DAP logs the same property as ``dap_cls``, Eq. 3's loss.)
+        """
+        if self.centroids is None or self.options.dap_distance != "pooled":
+            return {}
+        heads = model.unimodal_heads
+        if heads is None:
+            return {}
+        out = {}
+        for m, per_depth in self.centroids.as_lists().items():
+            last = per_depth[-1].to(next(heads.parameters()).device)
+            logits = heads({m: last})[m]
+            target = torch.arange(last.shape[0], device=last.device)
+            out[f"proto_cls_{m}"] = float((logits.argmax(1) == target).float().mean())
+        return out
+
+    @torch.no_grad()
     def orthogonality(self, model: MultimodalModel) -> dict[str, list[Tensor]]:
         """Eq. 16 for every (modality, depth): ``[K, K]`` cosine similarity of the prototypes."""
-        if self.dap is None:
+        if self.dap is not None:
+            protos = self.dap.propagate(model, "flat")
+        elif self.centroids is not None:
+            protos = self.centroids.as_lists()
+        else:
             return {}
-        protos = self.dap.propagate(model, "flat")
         return {m: [AF.orthogonality(p) for p in ps] for m, ps in protos.items()}
 
     # -- exact resume -----------------------------------------------------------------------
@@ -373,6 +461,7 @@ class AIM(Method):
             "dap": self.dap.state_dict() if self.dap is not None else None,
             "decoupler": self.decoupler.state_dict() if self.decoupler is not None else None,
             "label_heads": self.label_heads.state_dict() if self.label_heads is not None else None,
+            "centroids": self.centroids.state_dict() if self.centroids is not None else None,
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "dap_last": dict(self._dap_last),
         }
@@ -382,6 +471,8 @@ class AIM(Method):
             module = getattr(self, name)
             if module is not None:
                 module.load_state_dict(state[name])
+        if self.centroids is not None:
+            self.centroids.load_state_dict(state["centroids"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         self._dap_last = dict(state["dap_last"])
