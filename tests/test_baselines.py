@@ -131,7 +131,7 @@ def test_pmr_adds_the_prototype_ce_of_the_weakest_modality(tmp_path: Path) -> No
         2.0 * F.cross_entropy(logits_b, batch["label"]).item(), rel=1e-4
     )
     old = {m: c.clone() for m, c in pmr.method.prototypes.items()}
-    pmr.method.on_epoch_end(state)
+    pmr.method.on_epoch_end(pmr._state(1, 0, 1))  # blended from the end of epoch 1 on
     model.eval()
     with torch.no_grad():
         feats, _ = model.encode(train.inputs)

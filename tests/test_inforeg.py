@@ -46,8 +46,10 @@ def test_one_regulated_step_adds_the_proximal_term(tmp_path: Path) -> None:
     out = method.forward(model, batch, state)
     terms = method.loss(out, batch, state)
     y = batch["label"]
-    assert method.heads is not None
-    uni = method.heads(out.features)
+    assert method.heads is None  # concat: the fused head's own split (official)
+    uni = out.split_logits
+    for m in model.modalities:  # the unimodal terms are the split's cross-entropies
+        assert terms[f"ce_{m}"].item() == pytest.approx(F.cross_entropy(uni[m], y).item())
     scores = [
         float(uni[m].detach().softmax(1).gather(1, y[:, None]).sum()) for m in model.modalities
     ]
@@ -58,8 +60,11 @@ def test_one_regulated_step_adds_the_proximal_term(tmp_path: Path) -> None:
     loss.backward(retain_graph=True)
     for m in model.modalities:
         plain[m] = [p.grad.clone() for p in model.modality_parameters(m)]
+    head_grad = model.head.weight.grad.clone()
+    assert head_grad.abs().sum() > 0  # the unimodal terms train the fused head too
     method.on_after_backward(model, state)
-    beta = 0.95 * math.exp(math.tanh(scores[d] - scores[1 - d]))
+    c = (0.95, 0.1)[d]  # official constants: audio (first) 0.95, visual (second) 0.1
+    beta = c * math.exp(math.tanh(scores[d] - scores[1 - d]))
     dom, other = model.modalities[d], model.modalities[1 - d]
     for p, g in zip(model.modality_parameters(dom), plain[dom], strict=True):
         assert torch.allclose(p.grad, g + beta * 0.01, atol=1e-6)  # theta - theta_0 = 0.01

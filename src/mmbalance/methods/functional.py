@@ -155,16 +155,25 @@ def agm_kappa(losses: Tensor, running: Tensor, alpha: float) -> Tensor:
 
 
 def gblending_weight(
-    train_start: float, val_start: float, train_end: float, val_end: float
+    train_start: float,
+    val_start: float,
+    train_end: float,
+    val_end: float,
+    negative_gain: str = "zero",
 ) -> float:
-    """G-Blending's unnormalised weight ``|G / O^2|`` of one output.
+    """G-Blending's unnormalised weight ``G / O^2`` of one output.
 
     ``G = L^V_start - L^V_end`` (generalisation gained), ``O = (L^V_end - L^T_end) -
-    (L^V_start - L^T_start)`` (overfitting gained); O is floored at 1e-8 in magnitude.
+    (L^V_start - L^T_start)`` (overfitting gained); O is floored at 1e-8 in magnitude. An
+    output whose validation loss *rose* (``G < 0``) gets weight 0 (``negative_gain="zero"``):
+    the paper's ratio rewards generalisation gained, and BalanceBenchmark's ``|G / O^2|``
+    (``"abs"``) would reward losing it just as much.
     """
     gain = val_start - val_end
     over = (val_end - train_end) - (val_start - train_start)
-    return abs(gain / max(over * over, 1e-16))
+    if negative_gain == "abs":
+        return abs(gain) / max(over * over, 1e-16)
+    return max(gain, 0.0) / max(over * over, 1e-16)
 
 
 def relative_speed(grad_sq: float, param_sq: float) -> float:
@@ -179,6 +188,14 @@ def greedy_imbalance(main: list[float], bypass: list[float]) -> float:
     return math.log10(max(bypass[0], eps) / max(main[0], eps)) - math.log10(
         max(bypass[1], eps) / max(main[1], eps)
     )
+
+
+def owm_alpha(batch_index: int, batches: int) -> float:
+    """MLA's projector coefficient ``alpha = 0.1 ** (1 + i / n)`` with ``i`` the batch index
+    *within the epoch* and ``n`` the batches per epoch (official ``utils/utils.py``
+    ``GSPlugin.before_update``, lines 26-27): it sweeps [0.1, 0.01) every epoch. (A global step
+    in place of ``i`` shrinks it tenfold per epoch and hardens the projection.)"""
+    return 0.1 ** (1 + batch_index / max(batches, 1))
 
 
 def owm_update(projection: Tensor, features: Tensor, alpha: float) -> Tensor:

@@ -3,20 +3,25 @@
 A classifier per modality is trained beside the fused head, and the loss blends their
 cross-entropies, ``sum_k w_k CE(logits_k)``. The weights come from each output's
 overfitting-to-generalisation ratio, estimated at the start of every super-epoch: a copy of the
-current model trains ``estimate_epochs`` epochs on output k alone, and from the losses on the
-training split (T) and the **validation** split (V) before and after,
+current model trains on output k alone for a super-epoch (``estimate_epochs``, default
+``super_epoch`` as in BalanceBenchmark's ``GBlending_trainer.super_epoch_origin``, line 324) at
+the learning rate training is at (``estimate_lr: current``; ``initial``: the optimiser's first
+one), and from the losses on the training split (T) and the **validation** split (V) before
+and after,
 
     G = L^V_start - L^V_end,    O = (L^V_end - L^T_end) - (L^V_start - L^T_start),
-    w_k = |G / O^2|, normalised to sum to 1.
+    w_k = max(G, 0) / O^2, normalised to sum to 1
 
-The copies never touch the test split (BalanceBenchmark's version estimates on test).
+(``negative_gain: abs`` is BalanceBenchmark's ``|G / O^2|``, line 366, which rewards an output
+whose validation loss rose as much as one whose loss fell). The copies never touch the test
+split (BalanceBenchmark's version estimates on test).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +42,16 @@ class GBlendingOptions:
     """``method.options`` of ``gblending``."""
 
     super_epoch: int = 10  # re-estimate the weights every this many epochs (BalanceBenchmark)
-    estimate_epochs: int = 1  # epochs each copy trains for one estimate
+    estimate_epochs: int | None = None  # epochs each copy trains (None: super_epoch)
     estimate_batch_size: int = 64
+    estimate_lr: Literal["current", "initial"] = "current"
+    negative_gain: Literal["zero", "abs"] = "zero"
 
     def validate(self, where: str) -> None:
-        for name in ("super_epoch", "estimate_epochs", "estimate_batch_size"):
+        for name in ("super_epoch", "estimate_batch_size"):
             check_positive(getattr(self, name), f"{where}.{name}")
+        if self.estimate_epochs is not None:
+            check_positive(self.estimate_epochs, f"{where}.estimate_epochs")
 
 
 class ModalityClassifiers(nn.Module):
@@ -108,7 +117,10 @@ class GBlending(Method):
             model = copy.deepcopy(state.model)
             heads = copy.deepcopy(self.heads)
             params = [*model.parameters(), *heads.parameters()]
-            opt = type(state.optimizer)(params, **state.optimizer.defaults)
+            settings = dict(state.optimizer.defaults)
+            if o.estimate_lr == "current":  # where the schedule is now, not where it began
+                settings["lr"] = state.lr
+            opt = type(state.optimizer)(params, **settings)
             start_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
             start_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
             gen = torch.Generator().manual_seed(1000 * state.epoch + len(raw))
@@ -116,7 +128,7 @@ class GBlending(Method):
                 train_set, batch_size=o.estimate_batch_size, shuffle=True, generator=gen
             )
             model.train()
-            for _ in range(o.estimate_epochs):
+            for _ in range(o.estimate_epochs or o.super_epoch):
                 for batch_raw in loader:
                     batch = to_device(batch_raw, state.device)
                     loss = F.cross_entropy(
@@ -127,7 +139,7 @@ class GBlending(Method):
                     opt.step()
             end_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
             end_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
-            raw[target] = MF.gblending_weight(start_t, start_v, end_t, end_v)
+            raw[target] = MF.gblending_weight(start_t, start_v, end_t, end_v, o.negative_gain)
         total = sum(raw.values())
         return (
             {k: v / total for k, v in raw.items()} if total > 0 else {k: 1 / len(raw) for k in raw}

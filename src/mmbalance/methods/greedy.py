@@ -8,9 +8,11 @@ a sigmoid excitation. Each modality has its own classifier — here the exact pe
 of the concat/sum head, so the fused logits are their sum and the prediction their average —
 and the loss is ``CE(logits_0) + CE(logits_1)``. After each backward the conditional learning
 speed of each modality (relative gradient size of its own encoder vs of its MMTM "bypass") is
-accumulated; when the two modalities' conditional utilisation differs by more than ``eps``,
-the one that leans on the other is "cared for" for ``window`` steps: its MMTM scale is replaced
-by its running average, so it has to learn from its own input.
+accumulated (except during curation); when the two modalities' conditional utilisation
+differs by more than ``eps``, the one that leans on the other is "cared for" for ``window``
+steps: its MMTM scale is replaced by its running average, so it has to learn from its own input.
+The official code's running average of the second modality reads the *first* modality's scale
+(``src/balanced_mmtm.py``, line 114), an evident slip; each modality's own is used here.
 """
 
 from __future__ import annotations
@@ -47,11 +49,15 @@ class GreedyOptions:
 
 
 class MMTM(nn.Module):
-    """Multimodal transfer module: joint squeeze, per-modality sigmoid excitation."""
+    """Multimodal transfer module: joint squeeze, per-modality sigmoid excitation.
+
+    The squeeze width is ``int(2 (c0 + c1) / ratio)`` (official ``src/balanced_mmtm.py``,
+    ``MMTM_mitigate.__init__``, line 26).
+    """
 
     def __init__(self, c0: int, c1: int, ratio: int) -> None:
         super().__init__()
-        hidden = max(1, (c0 + c1) // ratio)
+        hidden = max(1, int(2 * (c0 + c1) / ratio))
         self.squeeze = nn.Linear(c0 + c1, hidden)
         self.excite = nn.ModuleList([nn.Linear(hidden, c0), nn.Linear(hidden, c1)])
 
@@ -158,12 +164,18 @@ class Greedy(Method):
 
     @torch.no_grad()
     def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
+        # official src/callbacks.py, Bias_Mitigation_Strong.on_backward_end (lines 240-263): the
+        # speeds are accumulated on every step except those of a curation window
+        if state.epoch >= self.options.starting_epoch and self.remaining > 0:
+            return
         for j, m in enumerate(model.modalities):
             main = [p for p in model.modality_parameters(m) if p.grad is not None]
+            # a modality's bypass: its own excitation and the squeeze both modalities share
+            # (compute_BDR, lines 207-217, counts shared MMTM weights for both)
             bypass = [
                 p
                 for block in self.mmtm.values()
-                for p in block.excite[j].parameters()
+                for p in (*block.excite[j].parameters(), *block.squeeze.parameters())
                 if p.grad is not None
             ]
             for store, params in ((self.main, main), (self.bypass, bypass)):

@@ -1,41 +1,42 @@
 """InfoReg (Huang et al., CVPR 2025): slow the dominant modality down during its prime learning
 window with a proximal term toward its parameters at the start of the epoch
-(``methods.md`` s. 11; official ``main.py``).
+(``methods.md`` s. 11; official ``main.py`` at GeWu-Lab/InfoReg_CVPR2025@939b2ed).
 
-Per step: loss ``L = CE(fused) + sum_m CE(head_m)`` with a linear head per modality on attached
-features; scores ``s_m = sum_i softmax(head_m)_i[y_i]`` (batch sums, all-reduced under DDP).
-The dominant modality ``d = argmax_m s_m`` is regulated while the learning window is open,
-``k > threshold``::
+Per step: loss ``L = CE(fused) + sum_m CE(out_m)`` where ``out_m`` is modality m's share of the
+fused head, ``f_m W[:, slice_m]^T + b / M`` (official lines 359-380: ``out_a``, ``out_v`` from
+``model.module.head``, all three losses back-propagated, lines 456-458), so the unimodal terms
+train the encoders *and the fused head*; ``scores: heads`` uses a separate linear head per
+modality instead (the only choice for fusions without such a split). Scores
+``s_m = sum_i softmax(out_m)_i[y_i]`` (batch sums, all-reduced under DDP). The dominant
+modality ``d = argmax_m s_m`` is regulated while the learning window is open, ``k > threshold``
+(0.05, line 465)::
 
     beta_d = c_d * exp(tanh(s_d - max_{j != d} s_j)),   g <- g + beta_d (theta - theta_0)
 
-for every parameter of encoder ``d``, ``theta_0`` its value at the start of the epoch.
+for every parameter of encoder ``d``, ``theta_0`` its value at the start of the epoch, with
+``c = 0.95`` for the first modality (audio) and ``0.1`` for the second (visual), lines 465-495
+(``scales``; a further modality takes the last constant).
 
 The window: after each epoch, the Fisher trace of one encoder (``trace_modality``; the first
-modality by default — audio in the field's order, as the official code hard-codes) is
-``sum over its Conv/Linear weights of mean(sum_steps g^2)`` (gradients after regulation);
-``k = (tr1 - tr2) / tr1`` with ``tr1`` the mean of the last ten traces and ``tr2`` the mean of
-the ten before the last (``k = 1`` in epoch 0; while fewer than ten exist, the sums are divided
-by ten as in the official code).
-
-Deviations, as options: the official code tests ``k > 0.04`` (the spec and paper: 0.05,
-``threshold``), and its second branch (``s_v > s_a``) repeats the first condition, so only audio
-is ever regulated; here the dominant modality is, with ``scale`` 0.95 unless ``scales`` names a
-per-modality constant (the official visual constant is 0.1: ``scales: {visual: 0.1}``).
+modality by default — audio in the field's order, as the official code hard-codes, lines
+240-243) is ``sum over its Conv/Linear weights of mean(sum_steps g^2)`` (gradients after
+regulation; lines 501-572); ``k = (tr1 - tr2) / tr1`` with ``tr1`` the mean of the last ten
+traces and ``tr2`` the mean of the ten before the last (``k = 1`` in epoch 0; the official
+trace list starts as ten zeros, line 694, so early sums are divided by ten).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbalance import distributed as dist
-from mmbalance.errors import ConfigError
+from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.methods.gblending import ModalityClassifiers
@@ -47,15 +48,23 @@ from mmbalance.structured import check_positive
 class InfoRegOptions:
     """``method.options`` of ``inforeg``."""
 
-    threshold: float = 0.05  # learning-window test on k (the official code uses 0.04)
-    scale: float = 0.95  # c_d of the dominant modality
-    scales: dict[str, float] = field(default_factory=dict)  # per-modality c_d overrides
+    threshold: float = 0.05  # learning-window test on k
+    # c_d per modality, in the model's modality order (official: audio 0.95, visual 0.1); a
+    # modality past the end of the list takes its last entry
+    scales: list[float] = field(default_factory=lambda: [0.95, 0.1])
+    scores: Literal["auto", "split", "heads"] = "auto"  # auto: the fused head's split if any
     trace_modality: str = ""  # whose Fisher trace opens the window ("": the first modality)
     window: int = 10  # traces averaged for tr1 / tr2
 
     def validate(self, where: str) -> None:
-        check_positive(self.scale, f"{where}.scale")
+        if not self.scales:
+            raise ConfigError(f"{where}.scales: got []; expected one constant per modality")
+        for i, c in enumerate(self.scales):
+            check_positive(c, f"{where}.scales[{i}]")
         check_positive(self.window, f"{where}.window")
+
+    def scale(self, index: int) -> float:
+        return self.scales[min(index, len(self.scales) - 1)]
 
 
 def window_k(traces: list[float], window: int = 10) -> float:
@@ -97,13 +106,24 @@ class InfoReg(Method):
     def check(self, model: MultimodalModel, fusion: str) -> None:
         super().check(model, fusion)
         o = self.options
-        unknown = [m for m in [o.trace_modality, *o.scales] if m and m not in model.modalities]
+        unknown = [m for m in [o.trace_modality] if m and m not in model.modalities]
         if unknown:
             raise ConfigError(
-                f"method.options: modality {unknown} not in the model ({model.modalities})"
+                f"method.options.trace_modality: {unknown[0]!r} not in the model "
+                f"({model.modalities})"
+            )
+        if o.scores == "split" and not model.fusion.splittable:
+            raise CapabilityError(
+                f"method.options.scores: 'split' needs a concat or sum fusion; got {fusion!r}. "
+                "Use scores: heads (or auto)."
             )
 
+    def _uses_heads(self, model: MultimodalModel) -> bool:
+        return self.options.scores == "heads" or not model.fusion.splittable
+
     def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+        if not self._uses_heads(model):
+            return []
         self.heads = ModalityClassifiers(model)
         return [self.heads]
 
@@ -127,17 +147,20 @@ class InfoReg(Method):
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
-        assert self.heads is not None
         y = batch["label"]
         mods = state.model.modalities
-        uni = self.heads(output.features)
+        if self.heads is not None:
+            uni = self.heads(output.features)
+        else:  # the fused head's own split, attached (official)
+            assert output.split_logits is not None
+            uni = output.split_logits
         terms = {"ce": F.cross_entropy(output.logits, y)}
         for m in mods:
             terms[f"ce_{m}"] = F.cross_entropy(uni[m], y)
         scores = dist.reduce_sum(torch.stack([MF.true_class_score(uni[m], y) for m in mods]))
         self._beta = None
         if self.k > self.options.threshold:
-            scales = [self.options.scales.get(m, self.options.scale) for m in mods]
+            scales = [self.options.scale(i) for i in range(len(mods))]
             self._beta = regulation(scores, scales)
         for m, s in zip(mods, scores.tolist(), strict=True):
             self.means.add(f"score_{m}", s)
@@ -165,10 +188,10 @@ class InfoReg(Method):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        assert self.heads is not None
-        return {"heads": self.heads.state_dict(), "traces": torch.tensor(self.traces)}
+        heads = self.heads.state_dict() if self.heads is not None else None
+        return {"heads": heads, "traces": torch.tensor(self.traces)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.heads is not None
-        self.heads.load_state_dict(state["heads"])
+        if self.heads is not None:
+            self.heads.load_state_dict(state["heads"])
         self.traces = [float(t) for t in state["traces"]]

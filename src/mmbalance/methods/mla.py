@@ -103,8 +103,7 @@ class MLA(Method):
         self.calls += 1
         if not self.options.gradient_projection or self.calls == 1 or self.head.weight.grad is None:
             return  # the projector starts acting from the second update
-        progress = state.step / max(state.steps_per_epoch, 1)
-        alpha = 0.1 ** (1 + progress)
+        alpha = MF.owm_alpha(state.step_in_epoch, state.steps_per_epoch)
         # DDP: the global batch's mean feature, so the projector stays identical on every rank
         # float32: under bf16 autocast the stored feature is bfloat16, the projector float32
         mean_feature = dist.reduce_mean(self._feature.detach().float().mean(0, keepdim=True))

@@ -89,8 +89,13 @@ class OGM(Method):
             [MF.true_class_score(logits[m], batch["label"]) for m in state.model.modalities]
         )
         # DDP: batch sums over the global batch, so every rank scales gradients alike
-        self._k = MF.ogm_coefficients(dist.reduce_sum(scores), self.options.alpha)
+        self.set_coefficients(dist.reduce_sum(scores))
         return terms
+
+    def set_coefficients(self, scores: Tensor | None) -> None:
+        """This step's ``k`` from the modalities' true-class scores ``[M]`` (None: no
+        modulation this step)."""
+        self._k = None if scores is None else MF.ogm_coefficients(scores, self.options.alpha)
 
     def _modulating(self, epoch: int) -> bool:
         return self.options.modulation_start <= epoch <= self.options.modulation_end

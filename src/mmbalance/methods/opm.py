@@ -6,13 +6,19 @@ fusion, and kept features are scaled by ``1 / (1 - theta)`` so the fused feature
 expected size (the backward pass is scaled by the same factor). Samples whose every modality was
 dropped are left out of the loss. Nothing is dropped at evaluation.
 ``opm_ogm`` adds OGM's gradient modulation on top (the AIM paper's "OPM&OGM" row).
-Scores come from the detached unimodal heads (the TPAMI code's detached split head).
+
+As the official code does it (BML_TPAMI2024 ``code/models/Classifier.py``, lines 112-147, and
+``code/main.py``, lines 91-169): both modalities are scored once per step, *before* anything is
+dropped, by the detached split of the fused head (``scores: split``, for concat/sum; ``heads``:
+the detached unimodal heads, for every fusion; ``auto`` picks split where it exists); OPM&OGM's
+OGM reads those same scores and modulates only after the warm-up, like the dropping. The
+unimodal heads (per-modality accuracy) read the features before dropping.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +41,7 @@ class OPMOptions:
     lam: float = 0.5  # lambda
     p_exe: float = 0.7  # probability that a step drops features at all
     warmup_epochs: int = 5  # dropping starts at epoch warmup_epochs + 1 (epoch > warm-up)
+    scores: Literal["auto", "split", "heads"] = "auto"  # auto: the official split if possible
 
     def validate(self, where: str) -> None:
         for name in ("q_base", "p_exe"):
@@ -58,42 +65,60 @@ class OPM(Method):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self._keep: Tensor | None = None
+        self._scores: Tensor | None = None  # this step's pre-drop true-class scores [M]
         self.means = EpochMeans()
 
     def check(self, model: MultimodalModel, fusion: str) -> None:
         super().check(model, fusion)
-        if model.unimodal_heads is None:
+        source = self.options.scores
+        if source == "split" and not model.fusion.splittable:
             raise CapabilityError(
-                f"method {self.name!r} scores modalities with the unimodal heads: "
-                "set model.unimodal_heads: true"
+                f"method.options.scores: 'split' needs a concat or sum fusion; got {fusion!r}. "
+                "Use scores: heads (or auto)."
             )
+        uses_heads = source == "heads" or (source == "auto" and not model.fusion.splittable)
+        if uses_heads and model.unimodal_heads is None:
+            raise CapabilityError(
+                f"method {self.name!r} scores modalities with the unimodal heads for fusion "
+                f"{fusion!r}: set model.unimodal_heads: true"
+            )
+
+    def _score_logits(self, output: ModelOutput) -> dict[str, Tensor]:
+        # check() guaranteed that the chosen source exists
+        if self.options.scores != "heads" and output.split_logits is not None:
+            return output.split_logits
+        assert output.unimodal_logits is not None
+        return output.unimodal_logits
 
     def forward(
         self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
     ) -> ModelOutput:
         self._keep = None
         features, _ = model.encode(batch["inputs"])
+        whole = model.classify(features)  # before any dropping: scores and unimodal heads
+        logits = self._score_logits(whole)
+        scores = torch.stack(
+            [MF.true_class_score(logits[m], batch["label"]) for m in model.modalities]
+        )
+        self._scores = dist.reduce_sum(scores)  # DDP: the global batch's scores
         o = self.options
-        if state.epoch > o.warmup_epochs and float(torch.rand(())) < o.p_exe:
-            assert model.unimodal_heads is not None
-            with torch.no_grad():
-                heads = model.unimodal_heads(features)
-                scores = torch.stack(
-                    [MF.true_class_score(heads[m], batch["label"]) for m in model.modalities]
-                )
-                scores = dist.reduce_sum(scores)  # DDP: the global batch's scores
-                q = MF.opm_drop_probabilities(scores, o.q_base, o.lam)
-                dims = torch.tensor([float(features[m].shape[1]) for m in model.modalities])
-                scale = float(MF.opm_rescale(dims, q.cpu()))
-            masks = {}
-            for m, qm in zip(model.modalities, q.tolist(), strict=True):
-                keep = (torch.rand(features[m].shape[0], device=features[m].device) >= qm).float()
-                masks[m] = keep
-                features[m] = features[m] * keep.unsqueeze(1) * scale
-                self.means.add(f"q_{m}", qm)
-            self._keep = torch.stack(list(masks.values())).amax(dim=0) > 0
+        if state.epoch <= o.warmup_epochs or float(torch.rand(())) >= o.p_exe:
+            self.means.step()
+            return whole
+        q = MF.opm_drop_probabilities(self._scores, o.q_base, o.lam)
+        dims = torch.tensor([float(features[m].shape[1]) for m in model.modalities])
+        scale = float(MF.opm_rescale(dims, q.cpu()))
+        dropped, masks = {}, []
+        for m, qm in zip(model.modalities, q.tolist(), strict=True):
+            keep = (torch.rand(features[m].shape[0], device=features[m].device) >= qm).float()
+            masks.append(keep)
+            dropped[m] = features[m] * keep.unsqueeze(1) * scale
+            self.means.add(f"q_{m}", qm)
+        self._keep = torch.stack(masks).amax(dim=0) > 0
         self.means.step()
-        return model.classify(features)
+        out = model.classify(dropped)
+        # the unimodal heads learn (and report) each modality from its undropped feature
+        return ModelOutput(out.logits, dropped, whole.unimodal_logits, out.split_logits)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
@@ -117,7 +142,8 @@ class OPMOGMOptions(OPMOptions, OGMOptions):
 
 
 class OPMOGM(OPM):
-    """OPM on the features plus OGM on the gradients."""
+    """OPM on the features plus OGM on the gradients, both driven by the pre-drop scores and
+    both acting only after the warm-up (official ``code/main.py``, lines 91 and 116)."""
 
     name = "opm_ogm"
     description = "OPM&OGM (TPAMI24): feature dropping plus gradient modulation"
@@ -129,14 +155,12 @@ class OPMOGM(OPM):
         fields = OGMOptions.__dataclass_fields__
         self.ogm = OGM(OGMOptions(**{k: getattr(self.options, k) for k in fields}))
 
-    def check(self, model: MultimodalModel, fusion: str) -> None:
-        super().check(model, fusion)
-        self.ogm.check(model, fusion)
-
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
-        self.ogm.loss(output, batch, state)  # OGM's scores of this step (its CE is not reused)
+        assert self._scores is not None
+        warm = state.epoch <= self.options.warmup_epochs
+        self.ogm.set_coefficients(None if warm else self._scores)
         return super().loss(output, batch, state)
 
     def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:

@@ -1,10 +1,19 @@
 """PMR: Prototypical Modality Rebalance (Fan et al., CVPR 2023; ``methods.md`` s. 5).
 
 Class prototypes per modality are the mean pooled encoder features of each class (eval mode,
-no gradient), refreshed after every epoch with an exponential moving average. Each step scores
-every modality by its prototype classifier (``-||phi - c_k||``) and adds the prototype
-cross-entropy of the *weakest* modality, weighted by ``alpha``, to the fused CE: the weak
-modality is pulled toward its class structure while the dominant one is left alone.
+no gradient), computed before epoch 0 and refreshed after every epoch; from the end of epoch 1
+on, blended with the previous ones, ``c <- (1 - mu) c_new + mu c_old`` (the official
+``main_Prototype_grad.py``, ``calculate_prototype``, lines 435-440: no blending after epoch 0).
+Each step scores every modality by its prototype classifier (``-||phi - c_k||``) and adds the
+prototype cross-entropy of the *weakest* modality, weighted by ``alpha``, to the fused CE: the
+weak modality is pulled toward its class structure while the dominant one is left alone.
+
+Two documented departures: the prototypes average the whole training split (the official code
+stops after the first tenth of its shuffled batches, line 429: a noisier estimate of the same
+means), and the paper's prototype entropy regulariser — maximise the entropy of the *dominant*
+modality's prototype classifier early in training, to delay its premature convergence — which
+the released code does not contain, is an option (``entropy_weight`` for the first
+``entropy_epochs`` epochs; 0 by default, as released).
 """
 
 from __future__ import annotations
@@ -31,12 +40,16 @@ class PMROptions:
     """``method.options`` of ``pmr``."""
 
     alpha: float = 1.0  # weight of the prototype CE (CREMA-D concat scripts: 2.0)
-    momentum: float = 0.2  # EMA weight of the old prototypes (mu) after epoch 0
+    momentum: float = 0.2  # EMA weight of the old prototypes (mu), from the end of epoch 1
     modulation_start: int = 0
     modulation_end: int = 70
+    entropy_weight: float = 0.0  # the paper's regulariser (not in the released code)
+    entropy_epochs: int = 10  # ... applied in these first epochs
 
     def validate(self, where: str) -> None:
         check_positive(self.alpha, f"{where}.alpha", allow_zero=True)
+        check_positive(self.entropy_weight, f"{where}.entropy_weight", allow_zero=True)
+        check_positive(self.entropy_epochs, f"{where}.entropy_epochs", allow_zero=True)
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"{where}.momentum: got {self.momentum!r}; expected 0 <= mu < 1")
 
@@ -109,13 +122,18 @@ class PMR(Method):
                 terms["pce"] = torch.stack(pce).sum()
             for m, b in zip(mods, betas.tolist(), strict=True):
                 self.means.add(f"beta_{m}", b)
+        if o.entropy_weight > 0 and state.epoch < o.entropy_epochs:
+            dominant = mods[int(scores.argmax())]
+            probs = logits[dominant].softmax(1)
+            entropy = -(probs * logits[dominant].log_softmax(1)).sum(1).mean()
+            terms["entropy"] = -o.entropy_weight * entropy  # maximised: slows the dominant
         for m, s in zip(mods, scores.tolist(), strict=True):
             self.means.add(f"score_{m}", s / len(y))
         self.means.step()
         return terms
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
-        self._refresh(state, ema=True)
+        self._refresh(state, ema=state.epoch > 0)  # official: no blending after epoch 0
         return self.means.pop()
 
     def state_dict(self) -> dict[str, Any]:
