@@ -96,8 +96,8 @@ def jobs(seeds: list[int]) -> list[tuple[str, str, int, list[str], Path]]:
 def run_one(job: tuple[str, str, int, list[str], Path]) -> dict[str, Any]:
     import torch
 
-    from mmbalance.cli import builtin_config
     from mmbalance.config import load_config
+    from mmbalance.config import shipped_config as builtin_config
     from mmbalance.experiment import run_experiment
 
     torch.set_num_threads(1)  # one process per core

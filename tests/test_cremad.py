@@ -145,8 +145,8 @@ def test_aim_trains_on_the_cremad_layout(cremad: Path, tmp_path: Path) -> None:
 
 
 def test_full_size_paper_config_is_valid_and_runs_scaled_down(cremad: Path, tmp_path: Path) -> None:
-    from mmbalance.cli import builtin_config
     from mmbalance.config import load_config
+    from mmbalance.config import shipped_config as builtin_config
 
     full = load_config(
         builtin_config("cremad_aim_resnet18.yaml"), [f"--data.options.root={cremad}"]

@@ -8,8 +8,9 @@ import pytest
 from cremad_fixture import make_cremad
 from layout_fixtures import make_kinetics_sounds, make_mosi, make_ucf101
 
-from mmbalance.cli import builtin_config, main
+from mmbalance.cli import main
 from mmbalance.config import load_config
+from mmbalance.config import shipped_config as builtin_config
 from mmbalance.experiment import run_experiment
 
 SCALE_RESNET = [
@@ -91,3 +92,66 @@ def test_ucf_config_names_the_missing_imagenet_weights(tmp_path: Path, capsys) -
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "pretrained weights file 'resnet18-f37072fd.pth' does not exist" in err
+
+
+# the method presets: the official code's recipe, read from the files their comments name
+PRESETS = {
+    "cremad_ogm_ge.yaml": ("ogm_ge", "sgd", 0.001, 70, 64, 100, 1, {"alpha": 0.8}),
+    "cremad_pmr.yaml": ("pmr", "sgd", 0.001, 70, 64, 130, 3, {"alpha": 2.0, "momentum": 0.0}),
+    "cremad_agm.yaml": ("agm", "sgd", 0.0001, 70, 64, 100, 1, {"modulation_end": 20}),
+    "cremad_mla.yaml": ("mla", "sgd", 0.001, 70, 64, 100, 3, {"test_fusion": "fixed"}),
+    "cremad_diag_relearn.yaml": ("diag_relearn", "sgd", 0.002, 70, 64, 90, 2, {"lam": 3.0}),
+    "cremad_mmpareto.yaml": ("mmpareto", "sgd", 0.002, 30, 64, 50, 2, {"gamma": 1.5}),
+    "cremad_inforeg.yaml": ("inforeg", "sgd", 0.002, 30, 64, 50, 3, {"scales": [0.95, 0.1]}),
+    "cremad_gblending.yaml": ("gblending", "sgd", 0.001, 20, 32, 30, 1, {"super_epoch": 10}),
+    "cremad_greedy.yaml": ("greedy", "sgd", 0.001, 70, 64, 100, 1, {"window": 5}),
+    "ks_opm.yaml": ("opm", "adamw", 5e-5, 40, 32, 100, 3, {"q_base": 0.5}),
+    "ks_ogm.yaml": ("ogm", "adamw", 5e-5, 40, 32, 100, 3, {"alpha": 0.8, "scores": "split"}),
+    "ks_opm_ogm.yaml": ("opm_ogm", "adamw", 5e-5, 40, 32, 100, 3, {"warmup_epochs": 5}),
+}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_method_presets_carry_the_official_recipe(name: str) -> None:
+    from mmbalance.methods import create_method
+
+    method, optim, lr, step, batch, epochs, frames, options = PRESETS[name]
+    cfg = load_config(builtin_config(name), ["--data.options.root=/data"])
+    assert cfg.method.name == method
+    assert (cfg.optim.name, cfg.optim.lr, cfg.data.batch_size, cfg.train.epochs) == (
+        optim,
+        lr,
+        batch,
+        epochs,
+    )
+    assert cfg.optim.scheduler == "none" or cfg.optim.step_size == step
+    assert cfg.data.options["frames"] == frames
+    assert options.items() <= cfg.method.options.items()
+    create_method(cfg.method.name, cfg.method.options)  # the options validate
+    text = builtin_config(name).read_text()
+    assert "@" in text and "line" in text  # the source commit and line are named
+
+
+def test_a_config_inherits_its_base_and_another_methods_options_do_not_leak(
+    tmp_path: Path,
+) -> None:
+    from mmbalance.errors import ConfigError
+
+    (tmp_path / "base.yaml").write_text(
+        "seed: 3\noptim: {name: sgd, lr: 0.5, momentum: 0.7}\n"
+        "method: {name: aim, options: {start_epoch: 4}}\n"
+    )
+    (tmp_path / "same.yaml").write_text(
+        "base: base.yaml\noptim: {lr: 0.1}\nmethod: {options: {lambda_mod: 2}}\n"
+    )
+    cfg = load_config(tmp_path / "same.yaml")
+    assert (cfg.seed, cfg.optim.lr, cfg.optim.momentum) == (3, 0.1, 0.7)  # merged per key
+    assert cfg.method.options == {"start_epoch": 4, "lambda_mod": 2}
+    (tmp_path / "other.yaml").write_text("base: base.yaml\nmethod: {name: ogm}\n")
+    assert load_config(tmp_path / "other.yaml").method.options == {}
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"'nowhere\.yaml' not found"):
+        load_config(tmp_path / "missing.yaml")

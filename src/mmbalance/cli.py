@@ -11,18 +11,12 @@ import json
 import logging
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 
-from mmbalance.config import load_config
-from mmbalance.errors import MMBalanceError
+from mmbalance.config import load_config, resolve_config, shipped_config, shipped_names
+from mmbalance.errors import ConfigError, MMBalanceError
 
 DEFAULT_CONFIG = "mfeat_default.yaml"
-
-
-def builtin_config(name: str) -> Path:
-    """Path of a config shipped inside the package (``mmbalance/configs``)."""
-    return Path(str(resources.files("mmbalance") / "configs" / name))
 
 
 def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -33,7 +27,7 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     elif not args.config:
         return _default_job(args, overrides)
     else:
-        config = load_config(_config_path(args.config), overrides)
+        config = load_config(resolve_config(args.config), overrides)
         result = run_experiment(config, args.out)
     from mmbalance import distributed as dist
 
@@ -42,16 +36,6 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     print(result_table(result, _tested_modalities(result)))
     print(f"results: {result.run_dir} (metrics.csv, metrics.jsonl, summary.json, checkpoints/)")
     return 0
-
-
-def _config_path(name: str) -> Path:
-    """A config file path, or the name of one shipped with the package."""
-    path = Path(name)
-    if not path.exists() and path.parent == Path("."):
-        shipped = builtin_config(path.name)
-        if shipped.is_file():
-            return shipped
-    return path
 
 
 def _tested_modalities(result: object) -> list[str]:
@@ -64,7 +48,7 @@ def _default_job(args: argparse.Namespace, overrides: list[str]) -> int:
     same data, seed and optimiser, and a side-by-side table."""
     from mmbalance.experiment import new_run_dir, result_table, run_experiment
 
-    path = builtin_config(DEFAULT_CONFIG)
+    path = shipped_config(DEFAULT_CONFIG)
     config = load_config(path, overrides)
     print(f"no --config given: running the built-in experiment {path.name}", flush=True)
     print(f"[1/2] {config.method.name} on {config.data.name} {config.data.modalities}", flush=True)
@@ -115,15 +99,23 @@ def _cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
 def _cmd_validate(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.data.validate import validate_data
 
-    config = load_config(_config_path(args.config), overrides)
+    config = load_config(resolve_config(args.config), overrides)
     report = validate_data(config.data)
     print(report.summary())
     return 0 if report.ok else 1
 
 
 def _cmd_prepare(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mmbalance.data.generate import generate, generated_names
     from mmbalance.data.prepare import prepare
 
+    if args.dataset in generated_names():  # the imbalance suite: written from nothing
+        out = generate(args.dataset, args.out, seed=args.seed)
+        manifest = json.loads((out / "MANIFEST.json").read_text())
+        print(f"wrote {out}: {manifest['sizes']} ({manifest['seconds']} s)")
+        return 0
+    if not args.src:
+        raise ConfigError(f"prepare {args.dataset}: --src (the folder of raw videos) is required")
     result = prepare(
         args.dataset,
         args.src,
@@ -151,10 +143,7 @@ def _cmd_prepare(args: argparse.Namespace, overrides: list[str]) -> int:
 def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.compare import compare
 
-    grid = Path(args.config)
-    if not grid.is_file() and grid.parent == Path("."):
-        grid = builtin_config(args.config)  # a shipped grid, e.g. compare_mfeat.yaml
-    out = compare(grid, workers=args.workers, out=args.out)
+    out = compare(resolve_config(args.config), workers=args.workers, out=args.out)
     print(f"tables: {out / 'results.md'}, {out / 'results.csv'}; page: mmbalance report {out}")
     return 0
 
@@ -162,7 +151,7 @@ def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
 def _cmd_imbalance(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.compare import compare, grid_from_dict
 
-    path = _config_path(args.config)
+    path = resolve_config(args.config)
     out = Path(args.out or Path("imbalance") / Path(args.config).stem)
     grid = grid_from_dict(
         {
@@ -219,6 +208,7 @@ def _cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
             **{n: e.description for n, e in ENCODERS.items()},
         },
         "fusions": {n: (c.__doc__ or "").strip().splitlines()[0] for n, c in FUSIONS.items()},
+        "configs": {n: _config_summary(n) for n in shipped_names()},
     }
     width = max(len(name) for entries in sections.values() for name in entries)
     for title, entries in sections.items():
@@ -240,6 +230,14 @@ def _cmd_plot(args: argparse.Namespace, overrides: list[str]) -> int:
     for path in plot_run(args.run_dir, args.out, references):
         print(path)
     return 0
+
+
+def _config_summary(name: str) -> str:
+    """The first comment line of a shipped config."""
+    for line in shipped_config(name).read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,10 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     va.set_defaults(func=_cmd_validate)
     pr = sub.add_parser(
         "prepare",
-        help="raw videos -> 1-fps JPEG frames, WAV audio and list files in the loader layout",
+        help="raw videos -> 1-fps JPEG frames, WAV audio and list files in the loader layout; "
+        "or write one of the imbalance suite's generated datasets (digits_*)",
     )
-    pr.add_argument("dataset", choices=["cremad", "kinetics_sounds", "ucf101"])
-    pr.add_argument("--src", required=True, help="folder of the raw videos")
+    pr.add_argument(
+        "dataset",
+        choices=["cremad", "kinetics_sounds", "ucf101", "digits_av", "digits_seq", "digits_vec"],
+    )
+    pr.add_argument("--src", help="folder of the raw videos (not for the digits_* sets)")
     pr.add_argument("--out", required=True, help="folder to write the dataset layout to")
     pr.add_argument("--fps", type=float, default=1.0, help="frames per second kept (default 1)")
     pr.add_argument("--backend", choices=["auto", "ffmpeg", "pyav"], default="auto")
@@ -297,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compute spectrograms (cached for training; Kinetics-Sounds default fbank)",
     )
     pr.add_argument("--test-fraction", type=float, default=0.1, help="when no split is given")
-    pr.add_argument("--seed", type=int, default=0, help="seed of that split")
+    pr.add_argument(
+        "--seed", type=int, default=0, help="seed of that split (digits_*: of the whole set)"
+    )
     pr.add_argument("--workers", type=int, default=1, help="parallel decoding processes")
     pr.set_defaults(func=_cmd_prepare)
     co = sub.add_parser(

@@ -146,10 +146,9 @@ def grid_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "grid") ->
 
 
 def _experiment_path(grid: GridConfig) -> Path:
-    from mmbalance.cli import builtin_config
+    from mmbalance.config import resolve_config
 
-    candidate = grid.base_dir / grid.experiment
-    return candidate if candidate.is_file() else builtin_config(grid.experiment)
+    return resolve_config(grid.experiment, grid.base_dir)
 
 
 def _method_overrides(name: str, options: dict[str, Any]) -> list[str]:

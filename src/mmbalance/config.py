@@ -195,6 +195,72 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def shipped_config(name: str) -> Path:
+    """Path of a config shipped inside the package (``mmbalance/configs/<name>``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("mmbalance") / "configs" / name))
+
+
+def resolve_config(name: str | Path, relative_to: Path | None = None) -> Path:
+    """The one lookup of "a config file, or the name of a shipped one": an existing path (or
+    one relative to ``relative_to``) first, then ``mmbalance/configs/<name>``; an error names
+    both places when neither exists."""
+    path = Path(name).expanduser()
+    candidates = [path]
+    if relative_to is not None and not path.is_absolute():
+        candidates.insert(0, relative_to / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    shipped = shipped_config(path.name)
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise ConfigError(
+        f"config {str(name)!r} not found: neither a file nor a shipped config (shipped: "
+        f"{', '.join(shipped_names())})"
+    )
+
+
+def shipped_names() -> list[str]:
+    """The configs shipped with the package."""
+    return sorted(p.name for p in shipped_config("x.yaml").parent.glob("*.yaml"))
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, mapping by mapping (a list or a scalar in ``top`` replaces)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file, on top of the file its ``base:`` names (a path relative to it, or a
+    shipped config), recursively."""
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {str(path)!r}: base: expected a file or config name")
+    base_path = resolve_config(base, path.parent)
+    if base_path.resolve() in seen:
+        raise ConfigError(f"config file {str(path)!r}: base {base!r} includes itself")
+    below = load_yaml_with_base(base_path, (*seen, path.resolve()))
+    method, base_method = data.get("method"), below.get("method")
+    if (
+        isinstance(method, dict)
+        and isinstance(base_method, dict)
+        and method.get("name", base_method.get("name")) != base_method.get("name")
+    ):
+        below = {k: v for k, v in below.items() if k != "method"}  # another method's options
+    return _merge(below, data)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file."""
     path = Path(path)
@@ -220,7 +286,7 @@ def load_config(
     the file's) drops the file's ``method.options``: they belong to the other method. Options
     given as overrides (``--method.options.k=v``) still apply.
     """
-    data = load_yaml(path) if path is not None else {}
+    data = load_yaml_with_base(Path(path)) if path is not None else {}
     overrides = overrides or []
     new_name = next((v for p, v in map(parse_override, overrides) if p == ["method", "name"]), None)
     method = data.get("method")
