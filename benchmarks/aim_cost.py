@@ -57,7 +57,7 @@ def config(
                 "test_fraction": 0.1,
             },
             "model": {"encoder": {"type": "resnet18", "width": width}},
-            "method": {"name": "aim", "options": {"latent_dim": latent}},
+            "method": {"name": "aim", "options": {}},
             "train": {"progress": "never", "tensorboard": False},
         }
     )
@@ -67,8 +67,8 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "joint": None,
     "aim_wo_pam": {"pam": False},
     "aim_no_pdm": {"pdm_during_modulation": False},
-    "aim": {},
-    "aim_pdm_quarter": {"pdm_batch_fraction": 0.25},
+    "aim": {},  # the defaults: auxiliary pass on half the batch, L_pdm on a quarter
+    "aim_literal_batches": {"aux_batch_fraction": 1.0, "pdm_batch_fraction": 1.0},
 }
 
 

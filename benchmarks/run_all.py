@@ -1,4 +1,5 @@
-"""Run every benchmark and rewrite BENCHMARKS.md (about 40 minutes on 2 CPU cores).
+"""Run every benchmark and rewrite BENCHMARKS.md (hours on 2 CPU cores: the suite grids
+dominate; every step resumes where it stopped).
 
 python benchmarks/run_all.py
 """
@@ -12,8 +13,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 STEPS = [
-    ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "3", "--latent", "512"],
-    ["accuracy.py", "--seeds", "0", "1", "2", "--workers", "2"],
+    ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "3"],
+    ["suite.py", "--benchmarks", "vec", "seq", "av", "--workers", "2"],
     ["loader_throughput.py", "--clips", "96", "--repeats", "3"],
     ["write_report.py"],
 ]

@@ -28,6 +28,9 @@ AIM_LITERAL = {
     "decoupler_init": "random",
     "mask_share": None,
     "recon_loss": "sum",
+    "lambda_mod": 1.0,  # CE + L_mod
+    "aux_batch_fraction": 1.0,  # every pass on the whole batch
+    "pdm_batch_fraction": 1.0,
 }
 
 # Two image modalities through tiny ResNet18s: BatchNorm everywhere.
@@ -295,8 +298,10 @@ def test_rowwise_decoupler_size_for_full_resnet18_matches_the_spec() -> None:
             self.encoders = torch.nn.ModuleDict({"v": ResNet18Encoder(3)})
 
     size = decoupler_size(One(), 512, "rowwise")  # type: ignore[arg-type]
-    # aim.md s. 3 counts 36.7 M per modality with L = 512 everywhere; the three 1x1 downsample
-    # convs have fan_in 64, 128, 256 < 512, and a latent is never wider than its input
+
+    # aim.md s. 3 counts 36.7 M per modality with L = 512 everywhere; a latent is never wider
+    # than W's largest rank, min(rows, fan_in): the 64-, 128- and 256-channel convs get 64, 128
+    # and 256, the three 1x1 downsample convs (fan_in 64, 128, 256) their fan_in
     def layer(fan_in: int, latent: int) -> int:  # Phi_lat + Phi_mask + Psi, with biases
         return (fan_in * latent + latent) + (latent * latent + latent) + (latent * fan_in + fan_in)
 
@@ -304,8 +309,9 @@ def test_rowwise_decoupler_size_for_full_resnet18_matches_the_spec() -> None:
     convs += [(256, 1152), (256, 2304), (256, 2304), (256, 2304)]
     convs += [(512, 2304), (512, 4608), (512, 4608), (512, 4608)]
     downsample = [64, 128, 256]  # fan_in of the 1x1 convs of stages 2-4
-    expected = sum(layer(f, 512) for _, f in convs) + sum(layer(f, f) for f in downsample)
-    assert size == expected and 35.5e6 < size < 36.0e6
+    expected = sum(layer(f, min(rows, 512)) for rows, f in convs)
+    expected += sum(layer(f, f) for f in downsample)
+    assert size == expected and 23.5e6 < size < 24.0e6
     assert decoupler_size(One(), 512, "layer") > 11e9  # the literal reading: ~11.4 B
 
 
@@ -383,7 +389,9 @@ def test_aim_runs_on_every_encoder_family_fusion_and_optimiser(
 
 
 def test_pdm_batch_fraction_runs_the_complementary_pass_on_a_sub_batch(tmp_path: Path) -> None:
-    _t, method, model, batch, state = _setup(tmp_path, {"pdm_batch_fraction": 0.25})
+    _t, method, model, batch, state = _setup(
+        tmp_path, {"pdm_batch_fraction": 0.25, "aux_batch_fraction": 1.0}
+    )
     seen: list[int] = []
     block = model.encoders["a"].blocks[0]
     handle = block.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
@@ -392,3 +400,24 @@ def test_pdm_batch_fraction_runs_the_complementary_pass_on_a_sub_batch(tmp_path:
     handle.remove()
     b = batch["label"].shape[0]
     assert seen == [b, b, -(-b // 4)]  # ceil(B / 4)
+
+
+def test_aux_batch_fraction_runs_the_auxiliary_pass_on_a_sub_batch(tmp_path: Path) -> None:
+    _t, method, model, batch, state = _setup(
+        tmp_path, {"aux_batch_fraction": 0.5, "pdm_batch_fraction": 1.0}
+    )
+    seen: list[int] = []
+    block = model.encoders["a"].blocks[0]
+    handle = block.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    out = method.forward(model, batch, state)
+    method.loss(out, batch, state)
+    handle.remove()
+    b = batch["label"].shape[0]
+    assert seen == [b, -(-b // 2), b]  # original, auxiliary on ceil(B / 2), complementary
+
+
+def test_a_sub_batch_keeps_two_samples_for_batchnorm() -> None:
+    from mmbalance.methods.aim import _sub_batch
+
+    assert _sub_batch(0.25, 64) == 16 and _sub_batch(0.25, 5) == 2 and _sub_batch(0.5, 3) == 2
+    assert _sub_batch(0.25, 1) == 1  # a batch of one stays one

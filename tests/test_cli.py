@@ -123,19 +123,37 @@ def test_run_killed_mid_training_resumes_to_the_uninterrupted_metrics(tmp_path: 
     assert resumed["test"] == full["test"] and resumed["best_epoch"] == full["best_epoch"]
 
 
-def test_no_argument_train_runs_aim_then_joint_and_compares(tmp_path: Path, capsys) -> None:
+def test_no_argument_train_shows_the_imbalance_aim_joint_and_alone(tmp_path: Path, capsys) -> None:
+    # the built-in experiment (digits_vec, generated once into ~/.cache/mmbalance): AIM, joint
+    # training, each modality alone; probes inside the fused models beside the alone accuracy
     out = tmp_path / "default"
-    args = ["train", "--out", str(out), "--train.epochs=2", "--method.options.start_epoch=1"]
+    args = ["train", "--out", str(out), "--train.epochs=2"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "test split" in text and "aim" in text and "joint" in text
-    assert "fac accuracy" in text and "mor accuracy" in text
-    aim = json.loads((out / "summary.json").read_text())
-    joint = json.loads((tmp_path / "default-joint-baseline" / "summary.json").read_text())
-    line = next(ln for ln in text.splitlines() if ln.startswith("fused accuracy"))
-    assert line.split()[-2:] == [
-        f"{aim['test']['test_acc']:.4f}",
-        f"{joint['test']['test_acc']:.4f}",
+    runs = {
+        "aim": out,
+        "joint": tmp_path / "default-joint",
+        "audio": tmp_path / "default-audio-alone",
+        "visual": tmp_path / "default-visual-alone",
+    }
+    summary = {k: json.loads((v / "summary.json").read_text()) for k, v in runs.items()}
+    evaluation = {
+        k: json.loads((runs[k] / "evaluation.json").read_text()) for k in ("aim", "joint")
+    }
+    lines = {ln.split("  ")[0]: ln.split() for ln in text.splitlines()}
+    fused = lines["fused"]
+    assert fused[1:] == [
+        f"{100 * summary['aim']['test']['test_acc']:.1f}",
+        f"{100 * summary['joint']['test']['test_acc']:.1f}",
     ]
-    cfg = yaml.safe_load((tmp_path / "default-joint-baseline" / "config.yaml").read_text())
+    for m in ("audio", "visual"):
+        row = lines[f"{m} (probe inside model)"]
+        assert row[-3:] == [
+            f"{100 * evaluation['aim']['probe'][m]['test_acc']:.1f}",
+            f"{100 * evaluation['joint']['probe'][m]['test_acc']:.1f}",
+            f"{100 * summary[m]['test']['test_acc']:.1f}",
+        ]
+    cfg = yaml.safe_load((runs["joint"] / "config.yaml").read_text())
     assert cfg["method"] == {"name": "joint", "options": {}} and cfg["seed"] == 0
+    cfg = yaml.safe_load((runs["audio"] / "config.yaml").read_text())
+    assert cfg["method"]["name"] == "unimodal" and cfg["method"]["options"]["modality"] == "audio"

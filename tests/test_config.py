@@ -65,3 +65,30 @@ def test_switching_method_on_the_command_line_drops_the_files_options(tmp_path: 
     assert switched.method.options == {"modality": "a"}
     same = load_config(cfg, ["--method.name=aim", "--method.options.dam=false"])
     assert same.method.options == {"start_epoch": 3, "dam": False}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-3", 1e-3), ("1E5", 1e5), (".5", 0.5), ("5.", 5.0), ("2e+4", 2e4), ("0.01", 0.01)],
+)
+def test_every_number_form_is_a_number(tmp_path: Path, text: str, value: float) -> None:
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string; a person means a number
+    assert parse_override(f"--optim.lr={text}") == (["optim", "lr"], value)
+    path = tmp_path / "c.yaml"
+    path.write_text(f"optim: {{name: sgd, lr: {text}}}\n")
+    assert load_config(path).optim.lr == pytest.approx(value)
+
+
+def test_strings_and_integers_stay_what_they_were() -> None:
+    from mmbalance.config import parse_yaml
+
+    assert parse_yaml("e5") == "e5" and parse_yaml("1e3x") == "1e3x" and parse_yaml("10") == 10
+    assert parse_yaml("[fac, mor]") == ["fac", "mor"] and parse_yaml("null") is None
+    assert parse_yaml("-2e+4") == -2e4 and parse_yaml("[1e-3, 2]") == [1e-3, 2]
+
+
+def test_an_empty_config_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(path)

@@ -204,3 +204,14 @@ def test_run_folder_with_a_run_is_not_overwritten(tmp_path: Path) -> None:
     run_experiment(cfg, tmp_path / "run")
     with pytest.raises(Exception, match="already holds a run"):
         run_experiment(cfg, tmp_path / "run")
+
+
+def test_resume_refuses_a_run_whose_checkpoints_are_gone(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, train={"epochs": 2})
+    run_experiment(cfg, tmp_path / "run")
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text()
+    for name in ("last.pt", "last.prev.pt"):
+        (tmp_path / "run" / "checkpoints" / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match=r"last\.prev\.pt are both missing"):
+        resume_experiment(tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == rows  # history untouched

@@ -13,6 +13,7 @@ from mmbalance.training.trainer import RunResult
 
 def train(
     data: DataSplits,
+    /,
     method: str = "joint",
     method_options: dict[str, Any] | None = None,
     *,
@@ -24,7 +25,8 @@ def train(
     """Train ``method`` on ``data``; returns the validation-selected result.
 
     Args:
-        data: splits, e.g. from :func:`mmbalance.from_tensors`.
+        data: splits, e.g. from :func:`mmbalance.from_tensors` (positional: the keyword
+            ``data=`` is the config section below).
         method: a name from :func:`mmbalance.list_methods`.
         method_options: the method's hyper-parameters.
         epochs: training epochs.

@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from mmbalance.config import parse_yaml
 from mmbalance.errors import ConfigError, MMBalanceError
 from mmbalance.reporting.certificate import certificate_markdown, imbalance_certificate
 from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
@@ -84,7 +85,7 @@ def load_grid(path: str | Path) -> GridConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"compare: grid file {str(path)!r} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = parse_yaml(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
     return grid_from_dict(raw, path.parent, str(path))
@@ -383,6 +384,62 @@ def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> 
             )
 
 
+def summarize(
+    grid: GridConfig, records: list[dict[str, Any]], modalities: list[str]
+) -> tuple[str, dict[str, Any]]:
+    """The grid's tables (Markdown) and results (JSON-ready) from its runs' records: means over
+    seeds, paired differences with joint training and, with joint and unimodal runs, the
+    imbalance certificate. Records of a partly finished grid give partial tables (each row
+    names its seed count)."""
+    rows = aggregate(records, modalities)
+    sweep_key = grid.sweep["key"] if grid.sweep else None
+    table = markdown_table(rows, modalities, sweep_key)
+    failed = [r for r in records if "failed" in r]
+    if failed:
+        table += f"\n{len(failed)} run(s) failed (left out of the means; rerun to retry):\n\n"
+        table += "".join(f"- {r['label']} seed {r['seed']}: {r['failed']}\n" for r in failed)
+    text = (
+        f"Test metrics at the epoch selected on validation; mean ± sample std over seeds "
+        f"{grid.seeds}. Experiment: `{grid.experiment}`. Per-modality columns: linear probes "
+        f"on the frozen encoder features at that epoch (unimodal rows: the modality alone).\n\n"
+        f"{table}"
+    )
+    paired = paired_table(rows, modalities, sweep_key)
+    if paired:
+        text += f"\nPaired by seed with joint training, mean [95% CI], points:\n\n{paired}"
+    cert = imbalance_certificate(records, modalities)
+    if cert is not None:
+        text += "\n" + certificate_markdown(cert, grid.experiment)
+    payload = {
+        "grid": grid.raw,
+        "experiment": grid.experiment,
+        "modalities": modalities,
+        "sweep_key": sweep_key,
+        "rows": rows,
+        "runs": records,
+        "certificate": cert,
+    }
+    return text, payload
+
+
+def finished_records(grid: GridConfig, out: str | Path | None = None) -> list[dict[str, Any]]:
+    """The records of the grid's runs that have finished and been probed (no training)."""
+    out_dir = Path(out or grid.output_dir)
+    modalities = ["_"]  # plan() only needs them for unimodal runs, which grid.unimodal adds
+    if grid.unimodal:
+        from mmbalance.config import load_config
+        from mmbalance.data import build_data
+
+        base = load_config(str(_experiment_path(grid)), list(grid.overrides))
+        modalities = list(base.data.modalities or build_data(base.data).modalities)
+    records = []
+    for run in plan(grid, out_dir, modalities):
+        path = run.run_dir / "compare_record.json"
+        if path.is_file():
+            records.append(dict(json.loads(path.read_text())))
+    return records
+
+
 def compare(
     grid: str | Path | GridConfig, workers: int | None = None, out: str | Path | None = None
 ) -> Path:
@@ -412,40 +469,9 @@ def compare(
             records = list(pool.map(run_one, jobs))
     else:
         records = [run_one(j) for j in jobs]
-    rows = aggregate(records, modalities)
-    sweep_key = grid.sweep["key"] if grid.sweep else None
-    table = markdown_table(rows, modalities, sweep_key)
-    failed = [r for r in records if "failed" in r]
-    if failed:
-        table += f"\n{len(failed)} run(s) failed (left out of the means; rerun to retry):\n\n"
-        table += "".join(f"- {r['label']} seed {r['seed']}: {r['failed']}\n" for r in failed)
-    text = (
-        f"Test metrics at the epoch selected on validation; mean ± sample std over seeds "
-        f"{grid.seeds}. Experiment: `{grid.experiment}`. Per-modality columns: linear probes "
-        f"on the frozen encoder features at that epoch (unimodal rows: the modality alone).\n\n"
-        f"{table}"
-    )
-    paired = paired_table(rows, modalities, sweep_key)
-    if paired:
-        text += f"\nPaired by seed with joint training, mean [95% CI], points:\n\n{paired}"
-    cert = imbalance_certificate(records, modalities)
-    if cert is not None:
-        text += "\n" + certificate_markdown(cert, grid.experiment)
+    text, payload = summarize(grid, records, modalities)
     (out_dir / "results.md").write_text(text)
-    write_csv(out_dir / "results.csv", rows, modalities)
-    (out_dir / "results.json").write_text(
-        json.dumps(
-            {
-                "grid": grid.raw,
-                "experiment": grid.experiment,
-                "modalities": modalities,
-                "sweep_key": sweep_key,
-                "rows": rows,
-                "runs": records,
-                "certificate": cert,
-            },
-            indent=1,
-        )
-    )
+    write_csv(out_dir / "results.csv", payload["rows"], modalities)
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1))
     print(text)
     return out_dir

@@ -9,6 +9,7 @@ owns them (``get_default_config()`` dataclasses), when the experiment is built.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,35 @@ import yaml
 
 from mmbalance.errors import ConfigError
 from mmbalance.structured import check_positive, from_dict, to_dict
+
+
+class YAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers: ``1e-3``, ``1E5``, ``.5`` and ``5.`` are
+    floats. PyYAML implements YAML 1.1, whose float needs a dot and a signed exponent, so
+    ``lr: 1e-3`` would otherwise arrive as the string ``'1e-3'`` and be refused."""
+
+
+YAMLLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`YAMLLoader` (every number form a person writes)."""
+    return yaml.load(text, Loader=YAMLLoader)
 
 
 @dataclass
@@ -172,7 +202,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not path:
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from err
     return path, value
@@ -267,11 +297,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
-    if data is None:
-        return {}
+    if not data:  # empty, or only comments: a config that says nothing is a mistake
+        raise ConfigError(
+            f"config file {str(path)!r} is empty; expected a mapping with at least 'data' "
+            "(e.g. data: {name: mfeat}); the shipped configs are listed by 'mmbalance list'"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r}: expected a mapping at top level")
     return data

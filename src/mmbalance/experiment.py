@@ -27,7 +27,7 @@ from mmbalance import distributed as dist
 from mmbalance.config import ExperimentConfig, load_config
 from mmbalance.data.base import DataSplits
 from mmbalance.data.registry import build_data
-from mmbalance.errors import ConfigError
+from mmbalance.errors import CheckpointError, ConfigError
 from mmbalance.methods import create_method
 from mmbalance.methods.base import Method
 from mmbalance.models.builder import build_model
@@ -196,6 +196,17 @@ def resume_experiment(run_dir: str | Path, overrides: list[str] | None = None) -
     if (ckpts / "last.pt").is_file() or (ckpts / "last.prev.pt").is_file():
         trainer.resume()
     else:  # killed before the first epoch ended: nothing to restore, start it again
+        done = run_dir / "metrics.jsonl"
+        if done.is_file() and len(done.read_text().split("\n", 2)) > 2:
+            # two epochs were logged, so a checkpoint was written (an epoch's row is logged
+            # just before its last.pt: one row alone may be a kill in between) and both are
+            # gone: retraining would silently rewrite the run's history
+            raise CheckpointError(
+                f"{str(run_dir)!r}: metrics.jsonl has finished epochs but checkpoints/last.pt "
+                "and checkpoints/last.prev.pt are both missing, so the run cannot resume; "
+                "restore one of them, or start a new run with "
+                f"'mmbalance train --config {run_dir / 'config.yaml'}' and another --out"
+            )
         log.warning("%s has no checkpoint yet: training it from the first epoch", run_dir)
         trainer.logger.truncate(0)
     result = trainer.fit()

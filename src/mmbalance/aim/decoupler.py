@@ -25,9 +25,11 @@ Two decisions make the mechanism work as Sec. III-D1 describes it (``docs/aim.md
 - ``mask_share=0.5``: the mask logits ``Phi_mask(theta_lat)`` are centred per row before the
   sigmoid (``Phi_mask`` followed by a fixed centring, still a linear map), so about that share of
   each row's latent coordinates goes to the auxiliary block and ``L_g`` can only choose *which*
-  ones. Without it the cheapest way to lower ``L_g`` is ``w -> 0`` everywhere (theta_g = W), and
-  behind BatchNorm a uniformly scaled W performs the same, so the mask has no reason to move off
-  sigmoid(0) (measured: density 0.44-0.50 with std 0.02). ``None`` is the literal free mask.
+  ones; ``Phi_mask`` reads the row's latent at unit RMS (weights are small numbers: raw, they
+  barely move the logits). Without it the cheapest way to lower ``L_g`` is ``w -> 0``
+  everywhere (theta_g = W), and behind BatchNorm a uniformly scaled W performs the same, so the
+  mask has no reason to move off sigmoid(0) (measured: density 0.44-0.50 with std 0.02).
+  ``None`` is the literal free mask.
 """
 
 from __future__ import annotations
@@ -55,11 +57,20 @@ def _view(shape: tuple[int, ...], mode: DecouplerMode) -> tuple[int, int]:
     return (shape[0], numel // shape[0]) if mode == "rowwise" else (1, numel)
 
 
+def latent_width(shape: tuple[int, ...], latent: int, mode: DecouplerMode) -> int:
+    """The latent a weight of ``shape`` gets: at most ``fan_in`` and, row-wise, at most the
+    number of rows. A ``[rows, fan_in]`` weight has rank <= min(rows, fan_in), so a wider latent
+    holds nothing more of it (with the SVD initialisation the extra coordinates of every row
+    start at 0) and only costs compute: ResNet18's 64-channel stage gets 64, not 512."""
+    rows, fan_in = _view(shape, mode)
+    return min(latent, fan_in, rows) if mode == "rowwise" else min(latent, fan_in)
+
+
 def layer_decoupler_size(shape: tuple[int, ...], latent: int, mode: DecouplerMode) -> int:
     """Parameters of one layer's decoupler: ``(fan_in*L + L) + (L*L + L) + (L*fan_in + fan_in)``
-    with ``L = min(latent, fan_in)``."""
+    with ``L = latent_width(shape, latent, mode)``."""
     _, fan_in = _view(shape, mode)
-    latent = min(latent, fan_in)
+    latent = latent_width(shape, latent, mode)
     return 2 * fan_in * latent + latent + latent * latent + latent + fan_in
 
 
@@ -76,7 +87,8 @@ class Decoupled:
 class LayerDecoupler(nn.Module):
     """Phi_lat, Phi_mask and Psi for one weight tensor.
 
-    The latent is at most ``fan_in`` wide (a wider one cannot hold more of a row than the row).
+    The latent is ``latent_width``: at most ``fan_in`` and (row-wise) ``rows`` wide, W's largest
+    possible rank.
     """
 
     def __init__(
@@ -85,11 +97,13 @@ class LayerDecoupler(nn.Module):
         latent: int,
         mode: DecouplerMode,
         mask_share: float | None = None,
+        rescale: bool = False,
     ) -> None:
         super().__init__()
+        self.rescale = rescale
         self.shape = tuple(shape)
         self.rows, fan_in = _view(self.shape, mode)
-        latent = min(latent, fan_in)
+        latent = latent_width(self.shape, latent, mode)
         self.phi_lat = nn.Linear(fan_in, latent)
         self.phi_mask = nn.Linear(latent, latent)
         self.psi = nn.Linear(latent, fan_in)
@@ -117,13 +131,21 @@ class LayerDecoupler(nn.Module):
         self.psi.bias.zero_()
 
     def forward(
-        self, weight: Tensor, *, detach_params: bool, need_aux: bool = True, need_comp: bool = True
+        self,
+        weight: Tensor,
+        *,
+        detach_params: bool,
+        need_aux: bool = True,
+        need_comp: bool = True,
+        mask_grad: bool = True,
     ) -> Decoupled:
         """Decouple ``weight``.
 
         ``detach_params=True`` treats the decoupler as constants (the auxiliary-block loss of
         Eq. 13 must reach ``weight`` through it without training it); detach ``weight`` at the
-        call site for ``L_pdm``, which must train the decoupler only.
+        call site for ``L_pdm``, which must train the decoupler only. ``mask_grad=False``
+        treats the mask as a constant of W: the gradient reaches W through
+        ``Psi o diag(w) o Phi_lat`` only.
         """
 
         def p(t: Tensor) -> Tensor:
@@ -131,8 +153,14 @@ class LayerDecoupler(nn.Module):
 
         flat = weight.reshape(self.rows, -1)
         lat = F.linear(flat, p(self.phi_lat.weight), p(self.phi_lat.bias))
-        logits = F.linear(lat, p(self.phi_mask.weight), p(self.phi_mask.bias))
-        if self.mask_share is not None:
+        mask_in = lat if mask_grad else lat.detach()
+        if self.mask_share is None:  # the literal Eq. 7
+            logits = F.linear(mask_in, p(self.phi_mask.weight), p(self.phi_mask.bias))
+        else:
+            # Phi_mask reads each row's latent pattern at unit RMS: weights are ~0.01-0.1, so
+            # raw they leave the mask at sigmoid(bias) and the mask learns at a crawl
+            pattern = mask_in / mask_in.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+            logits = F.linear(pattern, p(self.phi_mask.weight), p(self.phi_mask.bias))
             share = self.mask_share
             logits = logits - logits.mean(-1, keepdim=True) + math.log(share / (1 - share))
         mask = logits.sigmoid()
@@ -141,10 +169,16 @@ class LayerDecoupler(nn.Module):
             return F.linear(z, p(self.psi.weight), p(self.psi.bias)).reshape(self.shape)
 
         out = Decoupled(mask)
+        keep, rest = mask, 1 - mask
+        if self.rescale:
+            # inverted-dropout scaling per row: a uniform mask then gives theta_b = theta_g = W,
+            # and a spread one re-weights W's directions instead of shrinking the whole block
+            keep = keep / keep.mean(-1, keepdim=True).clamp_min(1e-6)
+            rest = rest / rest.mean(-1, keepdim=True).clamp_min(1e-6)
         if need_aux:
-            out.aux = psi(lat * mask)
+            out.aux = psi(lat * keep)
         if need_comp:  # the complementary branch and the reconstruction both feed L_pdm
-            out.comp = psi(lat * (1 - mask))
+            out.comp = psi(lat * rest)
             out.recon = psi(lat)
         return out
 
@@ -164,6 +198,7 @@ class Decoupler(nn.Module):
         budget: int,
         init: Literal["svd", "random"] = "svd",
         mask_share: float | None = 0.5,
+        rescale: bool = False,
     ) -> None:
         super().__init__()
         size = decoupler_size(model, latent, mode)
@@ -186,7 +221,7 @@ class Decoupler(nn.Module):
                 keyed = {n.replace(".", "__"): n for n in decoupled_parameter_names(block)}
                 layers = nn.ModuleDict(
                     {
-                        k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share)
+                        k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, rescale)
                         for k, n in keyed.items()
                     }
                 )

@@ -29,32 +29,43 @@ def euclidean_distance(h: Tensor, prototypes: Tensor) -> Tensor:
     return torch.sqrt(d2.clamp_min(0.0) + DISTANCE_EPS)
 
 
-def prototype_logits(h: Tensor, prototypes: Tensor, temperature: float | str = 1.0) -> Tensor:
+def prototype_logits(
+    h: Tensor, prototypes: Tensor, temperature: float | Tensor = 1.0, metric: str = "euclidean"
+) -> Tensor:
     """``logit_k = -delta(h, p_k) / tau``: the argument of the softmax in Eqs. 9 and 10.
 
-    ``temperature`` is a number (the paper's implicit ``tau = 1``) or ``"auto"``
-    (:func:`auto_temperature`).
+    ``metric="squared"`` uses ``delta^2`` (prototypical networks): then the softmax is that of
+    a linear classifier with weights ``2 p_k / tau`` and biases ``-||p_k||^2 / tau``.
     """
     distances = euclidean_distance(h, prototypes)
-    if temperature == "auto":
-        return -distances / auto_temperature(distances)
-    return -distances / float(temperature)
+    if metric == "squared":
+        distances = distances.pow(2)
+    return -distances / temperature
 
 
-def auto_temperature(distances: Tensor) -> Tensor:
-    """A scale-free ``tau`` for a ``[B, K]`` distance matrix: the batch mean over samples of the
-    standard deviation of their K distances (detached).
+def auto_temperature(prototypes: Tensor, scale: float = 0.2, metric: str = "euclidean") -> Tensor:
+    """A scale-free ``tau``: ``scale`` times the mean distance between two of the K
+    prototypes (detached).
 
     The paper's ``tau = 1`` makes Eq. 9 depend on the feature scale: distances between whole
     ResNet feature maps are in the hundreds, so every softmax saturates to 0 or 1, while pooled
-    features give distances below 1 and softmaxes stuck at chance. Dividing by the spread of the
-    distances themselves puts the logits of every depth, encoder and feature scale in units of
-    that spread: a sample exactly at its prototype with the other K-1 prototypes equally far
-    scores ``1 / (1 + (K-1) exp(-K / sqrt(K-1)))`` (0.75 for K = 10), a sample equally far from
-    all scores ``1/K``, and nothing saturates. Being a constant of the step, it also removes any
-    incentive for the encoder to shrink or blow up its features to lower the loss.
+    features give distances below 1 and softmaxes stuck at chance. In units of the prototypes'
+    own spacing, the logit gap between two classes is at most ``1 / scale`` (triangle
+    inequality: ``|delta(h, p_k) - delta(h, p_j)| <= delta(p_k, p_j)``), so no softmax
+    saturates beyond it (at 0.2 and K = 10, a sample sitting on its prototype scores at most
+    0.94), whatever the depth, encoder or feature scale, and a sample halfway between
+    prototypes scores near chance. A constant of the step, it also gives the encoder no
+    incentive to shrink or blow up its features to lower the loss.
     """
-    return distances.detach().std(dim=1, unbiased=False).mean().clamp_min(1e-6)
+    p = prototypes.detach().float()
+    k = p.shape[0]
+    if k < 2:
+        return torch.ones((), device=p.device)
+    pairwise = euclidean_distance(p, p)
+    if metric == "squared":
+        pairwise = pairwise.pow(2)
+    mean = (pairwise.sum() - pairwise.diagonal().sum()) / (k * (k - 1))
+    return scale * mean.clamp_min(1e-6)
 
 
 def score_and_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -143,6 +143,10 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
 def validate_data(cfg: Any) -> ValidationReport:
     """Validate the dataset a :class:`mmbalance.config.DataConfig` points at."""
     layouts = _layouts()
+    if getattr(cfg, "generate", None) is not None:  # a generated benchmark: write it first
+        from mmbalance.data.generate import ensure_generated
+
+        ensure_generated(cfg.generate, cfg.options["root"])
     if cfg.name in layouts:
         return validate_files(cfg.name, layouts[cfg.name], cfg.options)
     from mmbalance.data.registry import build_data

@@ -48,7 +48,7 @@ class AIMOptions:
     literal reading of the paper, the table there says why and names the literal setting)."""
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
-    lambda_mod: float = 1.0  # weight of L_mod beside CE in phase 2
+    lambda_mod: float = 3.0  # weight of L_mod beside CE in phase 2 (paper: not given)
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
     # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
     prototypes: Literal["centroid", "dap"] = "centroid"
@@ -56,6 +56,8 @@ class AIMOptions:
     # Scores and losses (Eqs. 9-10)
     dap_distance: Literal["flat", "pooled"] = "pooled"
     dap_temperature: float | Literal["auto"] = "auto"  # a number: fixed tau (paper: 1)
+    dap_auto_scale: float = 0.2  # auto: tau = this x the mean distance between prototypes
+    dap_metric: Literal["euclidean", "squared"] = "euclidean"  # delta, or delta^2
     # PDM (s. 3)
     latent_dim: int = 512
     decoupler: Literal["rowwise", "layer"] = "rowwise"
@@ -63,17 +65,25 @@ class AIMOptions:
     decoupler_init: Literal["svd", "random"] = "svd"  # random: the literal reading
     decoupler_lr: float = 1e-3  # Adam
     mask_share: float | None = 0.5  # centred mask logits; None: the literal free mask
+    # theta_b = Psi(lat * w / mean(w)) (and theta_g likewise): blocks at W's scale, re-weighted
+    mask_rescale: bool = False
     recon_loss: Literal["relative", "mean", "sum"] = "relative"  # sum: Eq. 8 as written
     pdm_during_modulation: bool = True
     # Share of each batch the complementary pass of L_pdm (Eq. 8) runs on. Eq. 8 is an
     # expectation over (I, y): the first ceil(f * B) samples of an already shuffled batch are
     # an unbiased, noisier estimate of it, at f of the cost. 1.0 is the literal reading.
-    pdm_batch_fraction: float = 1.0
+    pdm_batch_fraction: float = 0.25
+    # The same for the auxiliary blocks' pass (their s~ and L~, Eqs. 9-11): the first
+    # ceil(f * B) samples. 1.0 is the literal reading.
+    aux_batch_fraction: float = 0.5
     # Whether the auxiliary-block loss also reaches earlier blocks through the block input
     # I_d. Eq. 13 names one destination for it, the original weights theta (through the
     # decoupler), so the default detaches I_d there; it also saves a third of AIM's extra
     # backward work. The original-block loss L_d^m always reaches earlier blocks.
     aux_input_grad: bool = False
+    # Whether Eq. 13's Jacobian includes the mask's own dependence on W (w = sigmoid(Phi_mask(
+    # Phi_lat(W)))): True is the literal J_pdm.
+    aux_mask_grad: bool = True
     # DAP (prototypes: dap; s. 1-2)
     dap_steps: int = 100  # Adam steps after each phase-1 epoch
     dap_lr: float = 1e-2
@@ -93,6 +103,7 @@ class AIMOptions:
         check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
         if self.dap_temperature != "auto":
             check_positive(float(self.dap_temperature), f"{where}.dap_temperature")
+        check_positive(self.dap_auto_scale, f"{where}.dap_auto_scale")
         if not 0.0 <= self.centroid_momentum < 1.0:
             raise ConfigError(
                 f"{where}.centroid_momentum: got {self.centroid_momentum!r}; expected 0 <= m < 1"
@@ -101,10 +112,10 @@ class AIMOptions:
             raise ConfigError(
                 f"{where}.mask_share: got {self.mask_share!r}; expected 0 < share < 1 or null"
             )
-        if not 0.0 < self.pdm_batch_fraction <= 1.0:
-            raise ConfigError(
-                f"{where}.pdm_batch_fraction: got {self.pdm_batch_fraction!r}; expected 0 < f <= 1"
-            )
+        for name in ("pdm_batch_fraction", "aux_batch_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ConfigError(f"{where}.{name}: got {value!r}; expected 0 < f <= 1")
         if self.only_auxiliary and not self.pam:
             raise ConfigError(
                 f"{where}.only_auxiliary: needs pam: true (without PAM there are no auxiliary "
@@ -121,6 +132,13 @@ class LabelHeads(nn.Module):
         for m, enc in model.encoders.items():
             info = enc.feature_info(model.input_shapes[m])
             self.heads[m] = nn.ModuleList(nn.Linear(i.channels, num_classes) for i in info)
+
+
+def _sub_batch(fraction: float, batch: int) -> int:
+    """The first ``ceil(fraction * batch)`` samples of an already shuffled batch: an unbiased
+    estimate of the batch mean at ``fraction`` of the cost. At least two samples (where the
+    batch has them): BatchNorm in training mode needs two values per channel."""
+    return max(min(2, batch), math.ceil(fraction * batch))
 
 
 class _Step:
@@ -193,7 +211,13 @@ class AIM(Method):
             )
         if o.pam:
             self.decoupler = Decoupler(
-                model, o.latent_dim, o.decoupler, o.decoupler_budget, o.decoupler_init, o.mask_share
+                model,
+                o.latent_dim,
+                o.decoupler,
+                o.decoupler_budget,
+                o.decoupler_init,
+                o.mask_share,
+                o.mask_rescale,
             ).to(device)
             self.optimizers["decoupler"] = torch.optim.Adam(
                 self.decoupler.parameters(), lr=o.decoupler_lr
@@ -243,12 +267,11 @@ class AIM(Method):
         else:
             assert self._protos is not None
             protos = self._protos[m][d]
-        distances = AF.euclidean_distance(rep, protos)
-        tau = self.options.dap_temperature
-        if tau == "auto":
-            # DDP: the global batch's spread, so every rank divides by the same tau
-            return -distances / dist.reduce_mean(AF.auto_temperature(distances))
-        return -distances / float(tau)
+        o = self.options
+        tau = o.dap_temperature
+        if tau == "auto":  # prototypes are identical on every rank, and so is tau
+            tau = AF.auto_temperature(protos, o.dap_auto_scale, o.dap_metric)
+        return AF.prototype_logits(rep, protos, tau, o.dap_metric)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
@@ -311,11 +334,19 @@ class AIM(Method):
         decoupler is a constant here, so the loss reaches W through it (Eq. 13) and only W."""
         assert self.decoupler is not None
         dec = self.decoupler.decouple(
-            m, d, block, detach_params=True, detach_weights=False, need_comp=False
+            m,
+            d,
+            block,
+            detach_params=True,
+            detach_weights=False,
+            need_comp=False,
+            mask_grad=self.options.aux_mask_grad,
         )
+        n = _sub_batch(self.options.aux_batch_fraction, y.shape[0])
         aux_in = inp if self.options.aux_input_grad else inp.detach()
-        aux_out = call_with_weights(block, {n: x.aux for n, x in dec.items()}, aux_in)
-        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y), y)
+        aux_in = aux_in[: n * inter.frames]  # frames are folded into rows
+        aux_out = call_with_weights(block, {k: x.aux for k, x in dec.items()}, aux_in)
+        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
 
     def _pdm(
         self,
@@ -331,7 +362,7 @@ class AIM(Method):
         parameters are detached: it trains the decoupler and nothing else."""
         o = self.options
         assert self.decoupler is not None
-        n = max(1, math.ceil(o.pdm_batch_fraction * y.shape[0]))
+        n = _sub_batch(o.pdm_batch_fraction, y.shape[0])
         dec = self.decoupler.decouple(
             m, d, block, detach_params=False, detach_weights=True, need_aux=False
         )

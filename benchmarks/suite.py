@@ -1,0 +1,100 @@
+"""The imbalance suite's grids (``benchmarks/suite/*.yaml``): every method x seeds on each
+benchmark, with each modality trained alone for the imbalance certificate.
+
+Each grid runs through ``mmbalance compare`` (resumable: finished runs are skipped, an
+interrupted one resumes from its last checkpoint), then the finished runs' records, tables and
+certificate are written to ``benchmarks/results/suite_<benchmark>.json`` / ``.md``, which
+``write_report.py`` turns into BENCHMARKS.md. ``--only`` runs some of a grid's labels first
+(the rest later, into the same folders); the results always cover every finished run.
+
+    python benchmarks/suite.py --benchmarks vec seq av --workers 2
+    python benchmarks/suite.py --benchmarks av --only joint aim mmpareto "unimodal audio"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS, ROOT, machine
+
+from mmbalance.compare import compare, finished_records, load_grid, summarize
+
+GRIDS = ROOT / "suite"
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+
+
+def method_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
+    """Per label, each ``method_*`` column of metrics.csv (OGM's coefficients, PMR's beta, ...):
+    the mean over seeds at the first epoch, a quarter, half, three quarters and the last. AIM's
+    per-depth columns are left out (its section and figures show them)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for label in dict.fromkeys(r["label"] for r in records):
+        if label.startswith("aim") or label.startswith("unimodal"):
+            continue
+        series: dict[str, list[list[float]]] = {}
+        for r in records:
+            path = Path(r["run_dir"]) / "metrics.csv"
+            if r["label"] != label or not path.is_file():
+                continue
+            with path.open() as fh:
+                rows = list(csv.DictReader(fh))
+            n = len(rows)
+            picks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
+            for k in rows[0]:
+                if k.startswith("method_"):
+                    vals = [rows[i][k] for i in picks]
+                    if all(v not in ("", None) for v in vals):
+                        series.setdefault(k[len("method_") :], []).append([float(v) for v in vals])
+        out[label] = {k: [sum(c) / len(c) for c in zip(*v, strict=True)] for k, v in series.items()}
+    return out
+
+
+def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: int) -> None:
+    grid = load_grid(GRIDS / f"grid_{bench}.yaml")
+    # the grid's output_dir is relative to the repo root; this script may run from anywhere
+    grid = dataclasses.replace(grid, output_dir=str(ROOT / "runs" / "suite" / NAMES[bench]))
+    if seeds:
+        grid = dataclasses.replace(grid, seeds=list(seeds))
+    todo = grid
+    if only:
+        unknown = [k for k in only if k not in grid.methods]
+        if unknown:
+            raise SystemExit(f"--only {unknown}: not in {GRIDS}/grid_{bench}.yaml")
+        todo = dataclasses.replace(grid, methods={k: grid.methods[k] for k in only})
+    compare(todo, workers=workers)
+    records = finished_records(grid)
+    modalities = json.loads((Path(grid.output_dir) / "results.json").read_text())["modalities"]
+    text, payload = summarize(grid, records, modalities)
+    payload["command"] = f"python benchmarks/suite.py --benchmarks {bench} --workers {workers}" + (
+        f" --seeds {' '.join(map(str, seeds))}" if seeds else ""
+    )
+    payload["machine"] = machine()
+    payload["method_diagnostics"] = method_diagnostics(records)
+    payload["grid_file"] = f"benchmarks/suite/grid_{bench}.yaml"
+    for r in payload["runs"]:  # paths on this machine mean nothing elsewhere
+        r["run_dir"] = os.path.relpath(r["run_dir"], ROOT.parent)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"suite_{NAMES[bench]}.json").write_text(json.dumps(payload, indent=1))
+    (RESULTS / f"suite_{NAMES[bench]}.md").write_text(text)
+    print(f"wrote {RESULTS / f'suite_{NAMES[bench]}.json'} ({len(records)} runs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--benchmarks", nargs="+", choices=list(NAMES), default=list(NAMES))
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the grid's (0-4)")
+    parser.add_argument("--only", nargs="+", help="run these labels of the grid now")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    for bench in args.benchmarks:
+        run(bench, args.seeds, args.only, args.workers)
+
+
+if __name__ == "__main__":
+    main()
