@@ -124,3 +124,13 @@ def test_decoupler_views_conv_kernels_row_wise_or_whole() -> None:
     assert sum(p.numel() for p in row.parameters()) == layer_decoupler_size(kernel, 16, "rowwise")
     # The spec's figure: a full ResNet18 stage-4 conv (512x512x3x3) row-wise vs literally.
     assert layer_decoupler_size((512, 512, 3, 3), 512, "layer") > 1_200_000_000
+
+
+def test_normalized_alpha_keeps_the_depth_ratios_at_mean_one() -> None:
+    alpha = AF.dam_alpha(torch.tensor([[0.2, 0.6], [0.4, 0.5], [0.3, 0.3]]))
+    # by hand: d1 std 0.2 / mean 0.4 = 0.5; d2 0.05 / 0.45 = 1/9; d3 0
+    assert alpha.tolist() == pytest.approx([0.5, 1 / 9, 0.0])
+    norm = AF.normalize_alpha(alpha)
+    mean = (0.5 + 1 / 9) / 3
+    assert norm.tolist() == pytest.approx([0.5 / mean, (1 / 9) / mean, 0.0])
+    assert float(norm.mean()) == pytest.approx(1.0)

@@ -421,3 +421,21 @@ def test_a_sub_batch_keeps_two_samples_for_batchnorm() -> None:
 
     assert _sub_batch(0.25, 64) == 16 and _sub_batch(0.25, 5) == 2 and _sub_batch(0.5, 3) == 2
     assert _sub_batch(0.25, 1) == 1  # a batch of one stays one
+
+
+def test_dam_normalize_weights_the_loss_but_logs_eq14_alpha() -> None:
+    from mmbalance.aim import functional as AF
+    from mmbalance.methods.aim import _Step
+
+    step = _Step(depth=2, modalities=2, device=torch.device("cpu"))
+    step.s = torch.tensor([[0.2, 0.6], [0.4, 0.5]])
+    step.losses = [[torch.tensor(1.0), torch.tensor(2.0)], [torch.tensor(3.0), torch.tensor(1.0)]]
+    for normalize in (False, True):
+        method = AIM(AIMOptions(pam=False, dam_normalize=normalize))
+        loss, weights = method._modulation(step)
+        alpha = AF.dam_alpha(step.s)
+        assert torch.allclose(weights["alpha"], alpha)  # Eq. 14 as logged, either way
+        rho = weights["rho"]
+        per_depth = [(rho[d] * torch.stack(step.losses[d])).sum() for d in range(2)]
+        used = alpha / alpha.mean() if normalize else alpha
+        assert float(loss) == pytest.approx(float(sum(used[d] * per_depth[d] for d in range(2))))

@@ -122,6 +122,12 @@ def dam_alpha(s: Tensor) -> Tensor:
     return std / mean.clamp_min(1e-12)
 
 
+def normalize_alpha(alpha: Tensor) -> Tensor:
+    """``alpha_d / mean_d alpha_d`` (``dam_normalize``): Eq. 14's relative weighting of the
+    depths, with mean 1 so that ``lambda_mod`` alone sets the strength of Eq. 15."""
+    return alpha / alpha.mean().clamp_min(1e-12)
+
+
 def modulation_loss(alpha: Tensor, depth_losses: Tensor) -> Tensor:
     """Eq. 15: ``L_mod = sum_d alpha_d L_d``."""
     return (alpha.detach() * depth_losses).sum()
