@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from mmbalance.compare import aggregate, load_grid
+from mmbalance.compare import aggregate, finished_records, load_grid, summarize
 from mmbalance.diagnose import prototype_scores
 from mmbalance.errors import ConfigError
 
@@ -105,6 +105,11 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
         assert (run_dir / "summary.json").stat().st_mtime_ns == stamp
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(results["runs"]) == 10  # joint 2 + aim 2 values x 2 seeds + 2 unimodal x 2
+    # the finished runs' records, read back without training, give the same tables
+    records = finished_records(load_grid(grid), tmp_path / "out")
+    assert records == results["runs"]
+    text, _payload = summarize(load_grid(grid), records, results["modalities"])
+    assert text == (tmp_path / "out" / "results.md").read_text()
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| aim | 2 | 2 |" in table and "| unimodal mor | - | 2 |" in table
     # every cell of the table is the mean over the seeds' own summaries
