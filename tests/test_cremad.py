@@ -222,7 +222,7 @@ def test_validate_other_datasets_reports_class_counts(tmp_path: Path, capsys) ->
     np.save(bad / "labels.npy", np.zeros(4, int))
     cfg.write_text(yaml.safe_dump({"data": {"name": "arrays", "options": {"root": str(bad)}}}))
     assert main(["validate", str(cfg)]) == 1
-    assert "has 5 samples but there are 4 labels" in capsys.readouterr().out
+    assert "a.npy' has 5 samples; labels.npy has 4" in capsys.readouterr().out
 
 
 def test_another_audio_visual_dataset_through_the_cremad_loader(tmp_path: Path) -> None:

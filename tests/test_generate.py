@@ -173,6 +173,23 @@ def test_ensure_generated_writes_once_under_a_lock_and_refuses_foreign_folders(
         load_config(CONFIGS / "digits_vec.yaml", ["--data.generate=nope"])
 
 
+def test_a_folder_of_an_older_generator_version_is_refused(tmp_path: Path) -> None:
+    """digits_av's frames changed in generator version 2: a version-1 folder (same benchmark,
+    same seed) must not be read as the current benchmark, and the shipped config points at the
+    new version's folder."""
+    from mmbalance.data.generate import store
+
+    assert store.generator_version("digits_av") == 2
+    assert store.generator_version("digits_vec") == 1
+    root = tmp_path / "digits_av-v1"
+    root.mkdir()
+    old = {"benchmark": "digits_av", "seed": 0, "per_class": None, "generator_version": 1}
+    (root / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(DataError, match="'generator_version': 2"):
+        ensure_generated("digits_av", root)
+    assert "digits_av-v2" in (CONFIGS / "digits_av.yaml").read_text()
+
+
 def test_a_failing_writer_leaves_nothing(tmp_path: Path) -> None:
     # zero digits per class: the writer fails inside the generating process
     with pytest.raises(ValueError):

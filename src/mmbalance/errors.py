@@ -29,3 +29,8 @@ class NonFiniteLossError(MMBalanceError, RuntimeError):
 
 class CheckpointError(MMBalanceError, RuntimeError):
     """A checkpoint is missing, truncated or does not match the run it is loaded into."""
+
+
+class RunFolderError(MMBalanceError, RuntimeError):
+    """A file of a run folder (config, metadata, metrics, summary) could not be written: the
+    folder is read-only, the disk is full, or the path is not a folder."""

@@ -32,6 +32,7 @@ from mmbalance.methods import create_method
 from mmbalance.methods.base import Method
 from mmbalance.models.builder import build_model
 from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.training.checkpoint import write_text_atomic
 from mmbalance.training.seeding import seed_everything
 from mmbalance.training.trainer import RunResult, Trainer
 from mmbalance.version import __version__
@@ -100,13 +101,14 @@ def write_run_files(
     run_dir: Path, config: ExperimentConfig, data: DataSplits, model: MultimodalModel
 ) -> None:
     """Resolved config and provenance, written before training starts."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     meta = {
         "seed": config.seed,
         "world_size": dist.world_size(),  # processes sharing each global batch (torchrun)
         "mmbalance": __version__,
         "torch": torch.__version__,
+        # CPU kernels reduce in thread-dependent orders: resuming with another count drifts
+        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(Path(__file__).resolve().parent) or git_commit(Path.cwd()),
@@ -119,12 +121,12 @@ def write_run_files(
         "fusion": model.fusion.name,
         "encoder_depths": {m: e.depth for m, e in model.encoders.items()},
     }
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_text_atomic(run_dir / "meta.json", json.dumps(meta, indent=2))
 
 
 def write_summary(result: RunResult) -> None:
     summary = {k: v for k, v in asdict(result).items() if k != "history"}
-    (Path(result.run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(Path(result.run_dir) / "summary.json", json.dumps(summary, indent=2))
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) -> RunResult:
@@ -170,6 +172,27 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     return load_config(path)
 
 
+def warn_thread_mismatch(run_dir: Path) -> str | None:
+    """Warn (and return the warning) when this process runs torch on another number of CPU
+    threads than the run was started with: CPU kernels split their reductions by thread, so
+    the resumed epochs would drift from an uninterrupted run's in the last digits."""
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    started = meta.get("torch_threads")
+    now = torch.get_num_threads()
+    if started is None or int(started) == now:
+        return None
+    text = (
+        f"{str(run_dir)!r} was started with {started} torch CPU threads and resumes with {now}: "
+        "the resumed epochs will not match an uninterrupted run bit for bit (set "
+        f"OMP_NUM_THREADS={started} or torch.set_num_threads({started}) to match)"
+    )
+    log.warning("%s", text)
+    return text
+
+
 def resume_experiment(run_dir: str | Path, overrides: list[str] | None = None) -> RunResult:
     """Continue a run from its ``checkpoints/last.pt`` with its own config.
 
@@ -188,8 +211,11 @@ def resume_experiment(run_dir: str | Path, overrides: list[str] | None = None) -
                 )
         config = load_config(run_dir / "config.yaml", overrides)
         if dist.is_main():
-            (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            write_text_atomic(
+                run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
+            )
     config.train.device = dist.init_from_env(config.train.device)
+    warn_thread_mismatch(run_dir)
     data, model, method = build_experiment(config)
     trainer = Trainer(model, method, data, config, run_dir)
     ckpts = run_dir / "checkpoints"

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mmbalance.data.npyfile import read_npy
 from mmbalance.errors import ConfigError, DataError
 
 
@@ -39,11 +40,8 @@ class ArraysOptions:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    try:
-        # allow_pickle=False: an array file must not be able to run code.
-        return np.load(path, allow_pickle=False)
-    except Exception as err:
-        raise DataError(f"cannot read {str(path)!r} as a .npy array: {err}") from err
+    # allow_pickle=False inside: an array file must not be able to run code.
+    return read_npy(path)
 
 
 def read_folder(

@@ -28,6 +28,25 @@ def _check(
     return check_arrays(pair[0], pair[1], k, sources, split)
 
 
+def _refuse_label_gaps(given: list[np.ndarray], k: int, source: str | None) -> None:
+    """With K inferred as ``max label + 1``, every class in ``0..K-1`` must have a sample
+    somewhere: one stray label 7 in 0..2 data would otherwise train an 8-class model
+    silently (four classes that never occur, a softmax over them all)."""
+    seen = np.unique(np.concatenate([g.reshape(-1) for g in given]).astype(np.int64))
+    missing = sorted(set(range(k)) - set(seen.tolist()))
+    if not missing:
+        return
+    counts = np.bincount(np.concatenate([g.reshape(-1) for g in given]).astype(np.int64))
+    present = ", ".join(f"{c} (x{counts[c]})" for c in seen.tolist() if c >= 0)
+    shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+    where = f" ({source!r})" if source else ""
+    raise DataError(
+        f"labels{where}: the number of classes would be {k} (largest label + 1) but classes "
+        f"{shown} have no sample in any split; labels present: {present}. A stray label? Fix "
+        f"the labels, or set data.options.num_classes if the data really has {k} classes"
+    )
+
+
 def assemble_splits(
     train: ArrayPair,
     *,
@@ -57,6 +76,7 @@ def assemble_splits(
         # empty or non-numeric labels are left to check_arrays, which names the problem
         if all(g.size and g.dtype.kind in "iuf" and np.isfinite(g).all() for g in given):
             num_classes = 1 + max(int(np.max(g)) for g in given)
+            _refuse_label_gaps(given, num_classes, sources.get("train", {}).get("labels"))
     x, y, k = _check(train, num_classes, sources.get("train"), "train")
     info: dict[str, Any] = {"dataset": name, "split_seed": split_seed}
     if test is None:

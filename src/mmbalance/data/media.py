@@ -18,6 +18,7 @@ from torch import Tensor
 
 from mmbalance.data.audio import RECIPES, read_wav
 from mmbalance.data.clips import segment_indices
+from mmbalance.data.npyfile import read_npy
 from mmbalance.data.safe_pickle import load_pickle
 from mmbalance.data.vision import eval_transform, load_rgb, train_transform
 from mmbalance.errors import DataError
@@ -37,7 +38,7 @@ def load_array(path: Path) -> Tensor:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            value: Any = np.load(path, allow_pickle=False)
+            value: Any = read_npy(path)
         elif suffix in (".pkl", ".pickle"):
             value = load_pickle(path)
         elif suffix == ".pt":

@@ -140,6 +140,95 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
     return report
 
 
+def _array_split(folder: Path, opts: Any, split: str, report: ValidationReport) -> Any:
+    """Problems of one arrays split folder, all of them; its labels when they could be read."""
+    import numpy as np
+
+    from mmbalance.data.npyfile import read_npy
+
+    label_file = folder / f"{opts.labels}.npy"
+    if not label_file.is_file():
+        if (folder / opts.file).is_file():
+            return None  # an .npz archive: checked whole by build_data below
+        report.problems.append(f"{split}: no {label_file.name} in {str(folder)!r}")
+        return None
+    arrays: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.npy")):
+        try:
+            arrays[path.stem] = read_npy(path)
+        except MMBalanceError as err:
+            report.problems.append(f"{split}: {err}")
+    labels = arrays.pop(opts.labels, None)
+    if labels is None:
+        return None
+    n = labels.shape[0] if labels.ndim else 0
+    for m, x in arrays.items():
+        where = f"{split}: {str(folder / (m + '.npy'))!r}"
+        if x.ndim == 0 or x.shape[0] != n:
+            got = x.shape[0] if x.ndim else "a scalar"
+            report.problems.append(f"{where} has {got} samples; {label_file.name} has {n}")
+        if x.dtype.kind not in "biuf":
+            report.problems.append(f"{where}: dtype {x.dtype} is not numeric")
+        elif x.dtype.kind == "f" and not np.isfinite(x).all():
+            bad = int((~np.isfinite(x.reshape(x.shape[0], -1) if x.ndim else x)).any(-1).sum())
+            report.problems.append(f"{where}: {bad} sample(s) hold NaN or inf values")
+    if labels.dtype.kind not in "iu" and not (
+        labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels == labels.round()).all()
+    ):
+        report.problems.append(f"{split}: {str(label_file)!r}: labels must be integers")
+        return None
+    labels = labels.astype(np.int64).reshape(-1)
+    k = opts.num_classes
+    bad = labels[(labels < 0) | (labels >= k)] if k else labels[labels < 0]
+    if bad.size:
+        expected = f"0..{k - 1}" if k else ">= 0"
+        report.problems.append(
+            f"{split}: {str(label_file)!r}: {bad.size} label(s) outside {expected}: "
+            f"{sorted(set(bad.tolist()))[:10]}"
+        )
+    return labels
+
+
+def validate_arrays(options: dict[str, Any]) -> ValidationReport:
+    """Walk an ``arrays`` dataset and list every problem: unreadable or non-array files, sample
+    counts that disagree, non-finite values, labels outside the classes, classes without a
+    sample (in a split, or anywhere: a stray label that would add classes). When it finds
+    none, :func:`validate_data` builds the data as training will and counts the classes."""
+    import numpy as np
+
+    from mmbalance.data.arrays import ArraysOptions
+
+    report = ValidationReport("arrays")
+    try:
+        opts = from_dict(ArraysOptions, options, "data.options")
+    except MMBalanceError as err:
+        report.problems.append(str(err))
+        return report
+    root = Path(opts.root)
+    if not root.is_dir():
+        report.problems.append(f"root folder {opts.root!r} does not exist")
+        return report
+    folders = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    labels = {s: _array_split(f, opts, s, report) for s, f in (folders or {"train": root}).items()}
+    known = {s: y for s, y in labels.items() if y is not None and y.size}
+    if not known:
+        return report
+    k = opts.num_classes or 1 + max(int(y.max()) for y in known.values())
+    everywhere = np.concatenate(list(known.values()))
+    never = [] if opts.num_classes else [c for c in range(k) if not (everywhere == c).any()]
+    if never:
+        report.problems.append(
+            f"classes {never[:10]} have no sample in any split, yet the largest label makes "
+            f"{k} classes: a stray label? (set data.options.num_classes if that is intended)"
+        )
+    for split, y in known.items():
+        empty = [c for c in range(k) if c not in never and not (y == c).any()]
+        if empty:
+            shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+            report.problems.append(f"{split}: no samples of {len(empty)} class(es): {shown}")
+    return report
+
+
 def validate_data(cfg: Any) -> ValidationReport:
     """Validate the dataset a :class:`mmbalance.config.DataConfig` points at."""
     layouts = _layouts()
@@ -149,6 +238,10 @@ def validate_data(cfg: Any) -> ValidationReport:
         ensure_generated(cfg.generate, cfg.options["root"])
     if cfg.name in layouts:
         return validate_files(cfg.name, layouts[cfg.name], cfg.options)
+    if cfg.name == "arrays":
+        report = validate_arrays(cfg.options)
+        if not report.ok:
+            return report
     from mmbalance.data.registry import build_data
 
     report = ValidationReport(cfg.name)

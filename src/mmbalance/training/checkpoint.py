@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from mmbalance.errors import CheckpointError
+from mmbalance.errors import CheckpointError, RunFolderError
 
 FORMAT_VERSION = 1
 log = logging.getLogger("mmbalance")
@@ -98,6 +98,59 @@ def save_atomic(obj: dict[str, Any], path: str | Path, keep_previous: bool = Tru
         tmp.unlink(missing_ok=True)
         side_tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a run folder's text file (``config.yaml``, ``meta.json``, ``metrics.csv``, ...)
+    whole or not at all: a temporary sibling, fsynced, renamed into place.
+
+    Any OS error (read-only folder, full disk, a file where a folder should be) raises
+    :class:`RunFolderError` naming the file, and leaves the previous version, if any, intact —
+    never a 0-byte or half-written file.
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a run folder is shared
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise RunFolderError(
+            f"could not write {str(path)!r}: {reason}; give a writable folder with free space "
+            "(--out, or output_dir in the config)"
+        ) from err
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` (one JSONL row) to ``path``; an OS error raises :class:`RunFolderError`.
+
+    A crash mid-append leaves at most a torn last line, which the readers of the file skip
+    (``logger.read_rows``)."""
+    try:
+        with Path(path).open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as err:
+        reason = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        raise RunFolderError(f"could not append to {str(path)!r}: {reason}") from err
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:

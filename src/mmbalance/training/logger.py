@@ -8,10 +8,13 @@ end with a duplicated row.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from mmbalance.training.checkpoint import append_text, write_text_atomic
 
 
 def _clean(value: Any) -> Any:
@@ -45,8 +48,7 @@ class MetricsLogger:
         self.rows.append(row)
         if not self.write:
             return
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        append_text(self.jsonl, json.dumps(row) + "\n")
         self._write_csv()
         if self._tensorboard and self._tb is None:
             try:
@@ -62,7 +64,7 @@ class MetricsLogger:
             self._tb.flush()
 
     def _rewrite(self) -> None:
-        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.rows))
         self._write_csv()
 
     def _write_csv(self) -> None:
@@ -70,10 +72,11 @@ class MetricsLogger:
         columns: list[str] = []
         for r in self.rows:
             columns.extend(k for k in r if k not in columns)
-        with self.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.csv, buf.getvalue())
 
     def close(self) -> None:
         if self._tb is not None:
