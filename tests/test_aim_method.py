@@ -439,3 +439,36 @@ def test_dam_normalize_weights_the_loss_but_logs_eq14_alpha() -> None:
         per_depth = [(rho[d] * torch.stack(step.losses[d])).sum() for d in range(2)]
         used = alpha / alpha.mean() if normalize else alpha
         assert float(loss) == pytest.approx(float(sum(used[d] * per_depth[d] for d in range(2))))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_ce_to_encoders_scales_the_fused_ce_gradient_into_the_encoders_only(
+    tmp_path: Path, share: float
+) -> None:
+    """Algorithm 1, line 10 read literally (``ce_to_encoders: 0``): in phase 2 the encoders
+    get no gradient from the fused cross-entropy; the head gets all of it; logits unchanged."""
+    _trainer, method, model, batch, state = _setup(tmp_path, {"start_epoch": 0})
+    enc = list(model.encoders.parameters())
+    head = list(model.head.parameters())
+    ref = method.forward(model, batch, state)
+    ce_ref = F.cross_entropy(ref.logits, batch["label"])
+    method.options.ce_to_encoders = share
+    out = method.forward(model, batch, state)
+    ce = F.cross_entropy(out.logits, batch["label"])
+    assert torch.equal(out.logits, ref.logits)  # the forward pass is the same
+    for got, want in zip(_grads(ce, enc), _grads(ce_ref, enc), strict=True):
+        if share == 0.0:
+            assert got is None or not got.abs().sum()
+        else:
+            assert want is not None and got is not None
+            assert torch.allclose(got, share * want, atol=1e-7)
+    for got, want in zip(_grads(ce, head), _grads(ce_ref, head), strict=True):
+        assert torch.allclose(got, want)
+    # L_mod still reaches the encoders at full strength
+    terms = method.loss(out, batch, state)
+    assert any(_nonzero(g) for g in _grads(terms["mod"], enc))
+    method.options.start_epoch = 1  # epoch 0 is now phase 1: plain joint training
+    out = method.forward(model, batch, state)
+    ce = F.cross_entropy(out.logits, batch["label"])
+    for got, want in zip(_grads(ce, enc), _grads(ce_ref, enc), strict=True):
+        assert torch.allclose(got, want)

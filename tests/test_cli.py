@@ -157,3 +157,31 @@ def test_no_argument_train_shows_the_imbalance_aim_joint_and_alone(tmp_path: Pat
     assert cfg["method"] == {"name": "joint", "options": {}} and cfg["seed"] == 0
     cfg = yaml.safe_load((runs["audio"] / "config.yaml").read_text())
     assert cfg["method"]["name"] == "unimodal" and cfg["method"]["options"]["modality"] == "audio"
+
+
+def test_hydra_style_overrides_and_print_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``key=value`` works like ``--key=value``; --print-config shows the resolved config (the
+    method's every option filled in) and trains nothing."""
+    cfg = _write_config(tmp_path, method={"name": "aim", "options": {"lambda_mod": 2}})
+    assert main(["train", "--config", str(cfg), "--print-config", "optim.lr=1e-3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 0.001
+    assert printed["method"]["options"]["lambda_mod"] == 2.0
+    assert printed["method"]["options"]["start_epoch"] == 1  # a default, now written out
+    assert not list(tmp_path.glob("runs*"))
+    assert main(["train", "--config", str(cfg), "--print-config", "method.options.nope=1"]) == 2
+    assert "unknown field(s) nope" in capsys.readouterr().err
+
+
+def test_config_yaml_is_the_whole_config_and_reproduces_the_run(tmp_path: Path) -> None:
+    cfg = _write_config(tmp_path, method={"name": "ogm_ge", "options": {"alpha": 0.3}})
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "train.epochs=2"]) == 0
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert written["method"]["options"]["alpha"] == 0.3
+    assert len(written["method"]["options"]) > 1  # the defaults too, not just what was given
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(run / "config.yaml"), "--out", str(again)]) == 0
+    assert _rows(again) == _rows(run)

@@ -203,5 +203,5 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path: Path) -> None:
     out = compare(grid, out=tmp_path / "out")
     table = (out / "results.md").read_text()
     assert "| joint |" in table and "| broken |" not in table
-    assert "1 run(s) failed" in table and "broken seed 0: method.options.alpha" in table
+    assert "1 run(s) failed" in table and "broken seed 0: config.method.options.alpha" in table
     assert "Fig. 8" in build_report(out).read_text()

@@ -59,12 +59,18 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_switching_method_on_the_command_line_drops_the_files_options(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("method: {name: aim, options: {start_epoch: 3}}\n")
-    assert load_config(cfg).method.options == {"start_epoch": 3}
+    from mmbalance.methods.aim import AIMOptions
+    from mmbalance.methods.unimodal import UnimodalOptions
+    from mmbalance.structured import to_dict
+
+    # options are resolved at load: the given ones over the method's defaults
+    aim = to_dict(AIMOptions())
+    assert load_config(cfg).method.options == {**aim, "start_epoch": 3}
     assert load_config(cfg, ["--method.name=joint"]).method.options == {}
     switched = load_config(cfg, ["--method.name=unimodal", "--method.options.modality=a"])
-    assert switched.method.options == {"modality": "a"}
+    assert switched.method.options == {**to_dict(UnimodalOptions()), "modality": "a"}
     same = load_config(cfg, ["--method.name=aim", "--method.options.dam=false"])
-    assert same.method.options == {"start_epoch": 3, "dam": False}
+    assert same.method.options == {**aim, "start_epoch": 3, "dam": False}
 
 
 @pytest.mark.parametrize(

@@ -12,19 +12,32 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mmbalance.config import load_config, resolve_config, shipped_config, shipped_names
 from mmbalance.errors import ConfigError, MMBalanceError
 
 DEFAULT_CONFIG = "digits_vec.yaml"
+# A Hydra-style override: a dotted key, '=', a value (``optim.lr=1e-3``).
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*=")
 
 
 def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     from mmbalance.experiment import result_table, resume_experiment, run_experiment
 
+    if args.print_config:
+        path = (
+            Path(args.resume) / "config.yaml"
+            if args.resume
+            else resolve_config(args.config or DEFAULT_CONFIG)
+        )
+        print(yaml.safe_dump(load_config(path, overrides).to_dict(), sort_keys=False), end="")
+        return 0
     if args.resume:
         result = resume_experiment(args.resume, overrides)
     elif not args.config:
@@ -291,9 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
             "train from a YAML config (default: the built-in experiment, digits_vec: AIM vs "
             "joint vs each modality alone)"
         ),
-        description="Extra --section.key=value arguments override the config, e.g. --optim.lr=0.01",
+        description="Extra arguments override the config: --section.key=value or "
+        "section.key=value, e.g. optim.lr=0.01",
     )
-    train.add_argument("--config", help="experiment YAML file")
+    train.add_argument("--config", help="experiment YAML file (or a shipped config's name)")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (every default filled in, overrides applied) and exit",
+    )
     train.add_argument(
         "--out", help="run folder (default: <output_dir>/<name>-<method>-s<seed>-<time>)"
     )
@@ -385,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    # Overrides: --section.key=value, or Hydra's section.key=value
+    extra = [a if a.startswith("--") or not _OVERRIDE.match(a) else f"--{a}" for a in extra]
     unknown = [a for a in extra if not (a.startswith("--") and "=" in a)]
     if unknown or (extra and args.command not in ("train", "validate", "imbalance")):
         parser.error(f"unrecognised arguments: {' '.join(unknown or extra)}")

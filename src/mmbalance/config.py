@@ -9,6 +9,7 @@ owns them (``get_default_config()`` dataclasses), when the experiment is built.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,20 @@ class MethodConfig:
 
     name: str = "joint"
     options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        """Check the name and the options against the method's own ``Options`` now, and keep
+        them resolved (every default filled in), so ``config.yaml`` holds the whole method."""
+        from mmbalance.methods import METHODS
+
+        if self.name not in METHODS:
+            raise ConfigError(
+                f"{where}.name: got {self.name!r}; expected one of {', '.join(METHODS)}"
+            )
+        opts = from_dict(METHODS[self.name].Options, self.options, f"{where}.options")
+        self.options = {
+            f.name: to_dict(getattr(opts, f.name)) for f in dataclasses.fields(opts) if f.init
+        }
 
 
 @dataclass

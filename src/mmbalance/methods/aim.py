@@ -49,6 +49,10 @@ class AIMOptions:
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
     lambda_mod: float = 3.0  # weight of L_mod beside CE in phase 2 (paper: not given)
+    # Share of the fused cross-entropy's gradient that reaches the encoders in phase 2 (the
+    # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
+    # L_mod" alone: 0.0 is that literal reading (encoders driven by L_mod only, the head by CE).
+    ce_to_encoders: float = 1.0
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
     # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
     prototypes: Literal["centroid", "dap"] = "centroid"
@@ -102,6 +106,10 @@ class AIMOptions:
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
         check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
+        if not 0.0 <= self.ce_to_encoders <= 1.0:
+            raise ConfigError(
+                f"{where}.ce_to_encoders: got {self.ce_to_encoders!r}; expected 0 <= share <= 1"
+            )
         for name in ("latent_dim", "decoupler_budget", "decoupler_lr", "dap_lr", "label_head_lr"):
             check_positive(getattr(self, name), f"{where}.{name}")
         check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
@@ -143,6 +151,13 @@ def _sub_batch(fraction: float, batch: int) -> int:
     estimate of the batch mean at ``fraction`` of the cost. At least two samples (where the
     batch has them): BatchNorm in training mode needs two values per channel."""
     return max(min(2, batch), math.ceil(fraction * batch))
+
+
+def _scale_grad(x: Tensor, w: float) -> Tensor:
+    """``x`` in the forward pass; ``w`` times the incoming gradient in the backward pass."""
+    if w == 0.0:
+        return x.detach()
+    return x.detach() + w * (x - x.detach())
 
 
 class _Step:
@@ -254,7 +269,16 @@ class AIM(Method):
         if self.dap is not None:
             # Eq. 6 with the current model: the prototypes are constants in every loss below.
             self._protos = self.dap.propagate(model, self.options.dap_distance)
-        return model(batch["inputs"], return_intermediates=True)
+        w = self.options.ce_to_encoders
+        if w == 1.0 or state.epoch < self.options.start_epoch:
+            return model(batch["inputs"], return_intermediates=True)
+        # Phase 2 with ce_to_encoders < 1: the head sees the same features, but the fused
+        # cross-entropy's gradient into the encoders is scaled by w (L_mod's is not).
+        features, inter = model.encode(batch["inputs"], return_intermediates=True)
+        scaled = {m: _scale_grad(f, w) for m, f in features.items()}
+        out = model.classify(scaled)
+        out.intermediates = inter
+        return out
 
     def _logits(
         self, model: MultimodalModel, m: str, d: int, h: Tensor, frames: int, y: Tensor
