@@ -20,7 +20,7 @@ from mmbalance.errors import (
     NonFiniteLossError,
 )
 from mmbalance.experiment import resume_experiment, run_experiment
-from mmbalance.methods import Method, create_method, list_methods
+from mmbalance.methods import Method, create_method, list_methods, register_method
 from mmbalance.models import ModelOutput, MultimodalModel, build_model
 from mmbalance.training.trainer import RunResult, Trainer
 from mmbalance.version import __version__
@@ -46,6 +46,7 @@ __all__ = [
     "from_tensors",
     "list_methods",
     "load_config",
+    "register_method",
     "resume_experiment",
     "run_experiment",
     "train",

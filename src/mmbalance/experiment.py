@@ -136,7 +136,36 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) 
     shard of every global batch (``docs/scale.md``).
     """
     config.train.device = dist.init_from_env(config.train.device)
-    data, model, method = build_experiment(config)
+    seed_everything(config.seed, config.train.deterministic)
+    return train_on(config, build_data(config.data), run_dir=run_dir)
+
+
+def train_on(
+    config: ExperimentConfig,
+    data: DataSplits,
+    model: MultimodalModel | None = None,
+    method: Method | None = None,
+    run_dir: str | Path | None = None,
+) -> RunResult:
+    """The one path every training goes through (``mmbalance train``, ``compare``,
+    :func:`mmbalance.train`): join the process group under ``torchrun``, seed, build what was
+    not given (the method from ``config.method``, the model from ``config.model``), train.
+
+    Seeding comes right before the model is built, so its initialisation is a function of
+    ``config.seed`` alone whoever calls.
+    """
+    config.train.device = dist.init_from_env(config.train.device)
+    seed_everything(config.seed, config.train.deterministic)
+    if method is None:
+        method = create_method(config.method.name, config.method.options)
+    if model is None:
+        if config.train.device != "cpu" and not _device_available(config.train.device):
+            raise ConfigError(
+                f"train.device: got {config.train.device!r}; it is not available here"
+            )
+        modalities = method.select_modalities(data.modalities)
+        shapes = {m: data.shapes[m] for m in modalities}
+        model = build_model(config.model, shapes, data.num_classes, data.modalities)
     return train_built(config, data, model, method, run_dir)
 
 

@@ -46,6 +46,34 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
+def register_method(cls: type[Method], *, replace: bool = False) -> type[Method]:
+    """Make a :class:`Method` subclass known by its ``name`` to configs, ``compare`` grids and
+    :func:`mmbalance.train`, without editing the package. Usable as a class decorator::
+
+        @mmbalance.register_method
+        class Mine(mmbalance.Method):
+            name = "mine"
+            def loss(self, output, batch, state): ...
+
+    A name already taken is refused unless ``replace=True``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ConfigError(f"register_method: expected a Method subclass; got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or name == Method.name:
+        raise ConfigError(
+            f"register_method: {cls.__name__} needs a class attribute 'name' of its own "
+            "(the name configs use)"
+        )
+    if name in METHODS and METHODS[name] is not cls and not replace:
+        raise ConfigError(
+            f"register_method: the name {name!r} is taken by {METHODS[name].__name__}; choose "
+            "another name or pass replace=True"
+        )
+    METHODS[name] = cls
+    return cls
+
+
 def list_methods() -> list[str]:
     """Names of every registered method."""
     return list(METHODS)
@@ -58,4 +86,12 @@ def create_method(name: str, options: dict[str, Any] | None = None, **kwargs: An
     return METHODS[name].from_config({**(options or {}), **kwargs})
 
 
-__all__ = ["METHODS", "Method", "NoOptions", "TrainState", "create_method", "list_methods"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "NoOptions",
+    "TrainState",
+    "create_method",
+    "list_methods",
+    "register_method",
+]
