@@ -30,9 +30,9 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmbalance.config import ExperimentConfig
+from mmbalance.data.loading import to_device
 from mmbalance.experiment import build_experiment
 from mmbalance.methods import create_method
-from mmbalance.training.evaluate import to_device
 from mmbalance.training.trainer import Trainer
 
 

@@ -13,7 +13,8 @@ import torch
 from conftest import tiny_config
 from layout_fixtures import make_kinetics_sounds
 
-from mmbalance.data.clips import list_frames, natural_key, read_skip_log, segment_indices
+from mmbalance.data.clips import list_frames, natural_key, segment_indices
+from mmbalance.data.loading import read_skip_log
 from mmbalance.data.safe_pickle import load_pickle
 from mmbalance.errors import DataError
 from mmbalance.experiment import run_experiment

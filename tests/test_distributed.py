@@ -16,7 +16,7 @@ import yaml
 from dist_helpers import diverge, reductions
 from torch.utils.data import DataLoader
 
-from mmbalance.training.sampler import ShardedEpochSampler
+from mmbalance.data.loading import ShardedEpochSampler
 
 
 def _port() -> int:

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 
+from mmbalance.data.loading import make_loader, to_device
 from mmbalance.experiment import build_experiment, run_experiment
 from mmbalance.methods.inforeg import regulation, window_k
-from mmbalance.training.evaluate import to_device
-from mmbalance.training.trainer import Trainer, make_loader
+from mmbalance.training.trainer import Trainer
 
 
 def test_window_k_by_hand() -> None:

@@ -20,9 +20,9 @@ from mmbalance.config import ExperimentConfig
 
 def step_flops_per_sample(config: ExperimentConfig) -> float:
     """FLOPs of one training step at the last epoch, divided by the batch size."""
+    from mmbalance.data.loading import make_loader, to_device
     from mmbalance.experiment import build_experiment
-    from mmbalance.training.evaluate import to_device
-    from mmbalance.training.trainer import Trainer, make_loader
+    from mmbalance.training.trainer import Trainer
 
     cfg = ExperimentConfig.from_dict(config.to_dict())
     cfg.train.tensorboard = False

@@ -89,9 +89,9 @@ def probe_accuracy(train: Tensor, y_train: Tensor, val: Tensor, y_val: Tensor, k
 
 def diagnose(run_dir: str | Path, checkpoint: str = "best", limit: int = 2000) -> dict[str, Any]:
     """Scores per modality and depth, and ``alpha_d``; written to ``<run>/diagnose.json``."""
+    from mmbalance.data.loading import make_loader
     from mmbalance.experiment import build_experiment, load_run_config
     from mmbalance.training.checkpoint import load_checkpoint
-    from mmbalance.training.trainer import make_loader
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)

@@ -15,7 +15,6 @@ with one loader per modality. What every file layout of the field shares lives h
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
+from mmbalance.data.loading import record_skip
 from mmbalance.errors import DataError
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-SKIP_LOG = "skipped_files.tsv"
 OnCorrupt = Literal["error", "skip"]
 
 
@@ -131,36 +130,7 @@ class ClipDataset(Dataset):
     def _record_skip(self, name: str, reason: str) -> None:
         if self.skip_log is None:
             return
-        line = f"{self.split}\t{name}\t{' '.join(reason.split())}\n"
-        # One short O_APPEND write per line: lines from several loader workers do not interleave.
-        fd = os.open(self.skip_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
-
-
-def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Default collation minus the samples a skipping dataset dropped (``None``).
-
-    Returns ``None`` when every sample of the batch was dropped; the trainer skips such batches.
-    """
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        return None
-    return default_collate(kept)
-
-
-def read_skip_log(run_dir: str | Path) -> list[tuple[str, str, str]]:
-    """``(split, name, reason)`` rows of a run's skipped-files list (empty when none)."""
-    path = Path(run_dir) / SKIP_LOG
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        split, name, reason = line.split("\t", 2)
-        rows.append((split, name, reason))
-    return rows
+        record_skip(self.skip_log, self.split, name, reason)
 
 
 def check_frames(frames: Sequence[Path], folder: Path) -> list[str]:

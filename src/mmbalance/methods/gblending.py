@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from mmbalance.data.loading import to_device
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
-from mmbalance.training.evaluate import to_device
 
 FUSED = "fused"
 

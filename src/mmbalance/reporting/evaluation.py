@@ -93,7 +93,7 @@ def probe_accuracy(
 @torch.no_grad()
 def _collect(trainer: Any, split: str) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Pooled features per modality, labels and class probabilities of one split."""
-    from mmbalance.training.evaluate import to_device
+    from mmbalance.data.loading import to_device
 
     model, method = trainer.model, trainer.method
     model.eval()

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mmbalance.data.loading import to_device
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.training.metrics import accuracy, macro_f1
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move a collated batch (inputs dict, label, index) to ``device``."""
-    return {
-        "inputs": {m: x.to(device, non_blocking=True) for m, x in batch["inputs"].items()},
-        "label": batch["label"].to(device, non_blocking=True),
-        "index": batch["index"],
-    }
 
 
 @torch.no_grad()

@@ -10,6 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
+# The loaders' seeding lives with the loaders; re-exported for code that seeds by hand.
+from mmbalance.data.loading import epoch_generator, worker_init
+
+__all__ = ["epoch_generator", "rng_state", "seed_everything", "set_rng_state", "worker_init"]
+
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed python, numpy and torch (CPU and CUDA); optionally force deterministic kernels."""
@@ -33,25 +38,6 @@ def _deterministic_kernels() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         setter(True, warn_only=True)
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The shuffling generator of one epoch: a pure function of (seed, epoch).
-
-    Deriving it instead of carrying one generator through the run means a resumed run shuffles
-    epoch ``e`` exactly like an uninterrupted one, with no sampler state to checkpoint. It also
-    seeds DataLoader workers (their base seed is drawn from it).
-    """
-    g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + epoch) % 2**63)
-    return g
-
-
-def worker_init(worker_id: int) -> None:
-    """Seed numpy and python in a DataLoader worker from the seed torch gave that worker."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def rng_state() -> dict[str, Any]:

@@ -23,7 +23,12 @@ from tqdm.auto import tqdm
 from mmbalance import distributed as dist
 from mmbalance.config import ExperimentConfig
 from mmbalance.data.base import DataSplits
-from mmbalance.data.clips import SKIP_LOG, collate, read_skip_log
+from mmbalance.data.loading import (
+    SKIP_LOG,
+    make_loader,
+    read_skip_log,
+    to_device,
+)
 from mmbalance.errors import CheckpointError, ConfigError, NonFiniteLossError
 from mmbalance.methods.base import Method, TrainState
 from mmbalance.models.multimodal import MultimodalModel
@@ -34,11 +39,10 @@ from mmbalance.training.checkpoint import (
     remove_stale_temporaries,
     save_atomic,
 )
-from mmbalance.training.evaluate import evaluate, to_device
+from mmbalance.training.evaluate import evaluate
 from mmbalance.training.logger import MetricsLogger
 from mmbalance.training.optim import build_optimizer, build_scheduler
-from mmbalance.training.sampler import ShardedEpochSampler
-from mmbalance.training.seeding import epoch_generator, rng_state, set_rng_state, worker_init
+from mmbalance.training.seeding import rng_state, set_rng_state
 
 log = logging.getLogger("mmbalance")
 
@@ -379,59 +383,6 @@ class Trainer:
         return RunResult(
             str(self.run_dir), self.best["epoch"], val, test, self.epoch, seconds, rows
         )
-
-
-def make_loader(dataset: Any, config: ExperimentConfig, train: bool, epoch: int = 0) -> DataLoader:
-    """A training loader (shuffled by the epoch's generator) or an evaluation loader.
-
-    Under DDP the training loader gives each rank its shard of the global batch
-    (``data.batch_size`` is global; see :class:`ShardedEpochSampler`); evaluation loaders are
-    not sharded: every rank evaluates the whole split and gets the same metrics.
-    """
-    cfg = config.data
-    batch = cfg.batch_size if train else cfg.eval_batch_size
-    sampler = None
-    size = len(dataset)
-    if train:
-        world = dist.world_size()
-        if cfg.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size: {cfg.batch_size} is the global batch and must be divisible "
-                f"by the {world} processes"
-            )
-        batch = cfg.batch_size // world
-        # The order is a pure function of (seed, epoch): exact resume, and under DDP the
-        # ranks' k-th batches together are the single process's k-th batch.
-        sampler = ShardedEpochSampler(size, config.seed, epoch, dist.rank(), world)
-        size = len(sampler)
-    # A last training batch of one sample breaks BatchNorm; drop it only in that case.
-    drop_last = train and size % batch == 1
-    return SkippingLoader(
-        dataset,
-        batch_size=batch,
-        sampler=sampler,
-        drop_last=drop_last,
-        num_workers=cfg.num_workers,
-        worker_init_fn=worker_init if cfg.num_workers else None,
-        # Worker base seeds are drawn from this generator (or from the global RNG if absent)
-        # every time the loader is iterated; the training order comes from the sampler.
-        generator=epoch_generator(config.seed, epoch if train else -1),
-        pin_memory=config.train.device.startswith("cuda"),
-        collate_fn=collate,
-    )
-
-
-class SkippingLoader(DataLoader):
-    """A DataLoader that leaves out batches whose every sample a skipping dataset dropped, and
-    training batches that dropping left with one sample (BatchNorm cannot train on one)."""
-
-    def __iter__(self) -> Any:
-        skipping = getattr(self.dataset, "on_corrupt", "error") == "skip"
-        training = isinstance(self.sampler, ShardedEpochSampler)
-        for batch in super().__iter__():
-            if batch is None or (skipping and training and batch["label"].numel() < 2):
-                continue
-            yield batch
 
 
 def load_checkpoint_model(path: str | Path) -> dict[str, Any]:
