@@ -188,13 +188,28 @@ def test_diagnose_a_trained_run(tmp_path: Path, capsys) -> None:
     assert saved["alpha_probe_acc"][-1] == pytest.approx(cv, abs=1e-5)  # CV of two values
 
 
+def test_a_grid_with_a_bad_method_option_is_refused_before_any_run(tmp_path: Path) -> None:
+    from mmbalance.compare import compare
+    from mmbalance.errors import ConfigError
+
+    grid = _grid(
+        tmp_path,
+        methods={"joint": {}, "broken": {"name": "ogm", "options": {"alpha": "high"}}},
+        seeds=[0],
+    )
+    with pytest.raises(ConfigError, match=r"methods\.broken\.options\.alpha: got 'high'"):
+        compare(grid, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path: Path) -> None:
     from mmbalance.compare import compare
     from mmbalance.report import build_report
 
     grid = _grid(
         tmp_path,
-        methods={"joint": {}, "broken": {"name": "ogm", "options": {"alpha": "high"}}},
+        # valid options, but a modality the data does not have: fails when the run is built
+        methods={"joint": {}, "broken": {"name": "unimodal", "options": {"modality": "nope"}}},
         seeds=[0],
         unimodal=False,
         sweep=None,
@@ -203,5 +218,5 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path: Path) -> None:
     out = compare(grid, out=tmp_path / "out")
     table = (out / "results.md").read_text()
     assert "| joint |" in table and "| broken |" not in table
-    assert "1 run(s) failed" in table and "broken seed 0: config.method.options.alpha" in table
+    assert "1 run(s) failed" in table and "broken seed 0:" in table and "'nope'" in table
     assert "Fig. 8" in build_report(out).read_text()

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from mmbalance.config import parse_yaml
+from mmbalance.config import MethodConfig, parse_yaml
 from mmbalance.errors import ConfigError, MMBalanceError
 from mmbalance.reporting.certificate import certificate_markdown, imbalance_certificate
 from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
@@ -119,6 +119,9 @@ def grid_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "grid") ->
                 f"{str(path)!r}: methods.{label}: unknown method {name!r}; "
                 f"expected one of {', '.join(METHODS)}"
             )
+        # the same check a config's method section gets (MethodConfig.validate): a typo in a
+        # grid's options is refused before any run starts, naming the label
+        MethodConfig(name=name, options=dict(options)).validate(f"{path}: methods.{label}")
         methods[str(label)] = {"name": name, "options": dict(options)}
     seeds = raw.get("seeds", [0, 1, 2])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
