@@ -29,6 +29,7 @@ AIM_LITERAL = {
     "mask_share": None,
     "recon_loss": "sum",
     "lambda_mod": 1.0,  # CE + L_mod
+    "dam_normalize": False,  # Eq. 15 with Eq. 14's alpha as it is
     "aux_batch_fraction": 1.0,  # every pass on the whole batch
     "pdm_batch_fraction": 1.0,
 }
