@@ -59,9 +59,9 @@ def _setup(tmp_path: Path, method_options: dict | None = None, **sections: Any):
     )
     data, model, method = build_experiment(cfg)
     trainer = Trainer(model, method, data, cfg, tmp_path / "run")
-    state = trainer._state(0, 0, 1)
+    state = trainer.state(0, 0, 1)
     method.on_fit_start(state)
-    batch = next(iter(trainer._loader(data.train, train=True)))
+    batch = next(iter(trainer.train_loader()))
     return trainer, method, model, batch, state
 
 

@@ -65,7 +65,7 @@ def _trainer(tmp_path: Path, name: str, options: dict | None = None, **sections)
 
 
 def _grads_after_hook(trainer: Trainer, batch: dict) -> dict[str, torch.Tensor]:
-    state = trainer._state(0, 0, 1)
+    state = trainer.state(0, 0, 1)
     trainer.method.on_fit_start(state)
     out = trainer.method.forward(trainer.model, batch, state)
     loss = sum(trainer.method.loss(out, batch, state).values())
@@ -79,7 +79,7 @@ def test_ogm_scales_exactly_the_dominant_encoders_gradients(tmp_path: Path) -> N
     joint = _trainer(tmp_path, "joint")
     ogm = _trainer(tmp_path, "ogm", {"alpha": 0.5})
     ogm.model.load_state_dict(joint.model.state_dict())
-    batch = next(iter(joint._loader(joint.data.train, train=True)))
+    batch = next(iter(joint.train_loader()))
     g_joint = _grads_after_hook(joint, batch)
     g_ogm = _grads_after_hook(ogm, batch)
     out = joint.model(batch["inputs"])
@@ -99,7 +99,7 @@ def test_ogm_ge_adds_noise_with_the_gradients_scale_and_conv_only_skips_linear(
     joint = _trainer(tmp_path, "joint")
     ge = _trainer(tmp_path, "ogm_ge", {"alpha": 0.5})
     ge.model.load_state_dict(joint.model.state_dict())
-    batch = next(iter(joint._loader(joint.data.train, train=True)))
+    batch = next(iter(joint.train_loader()))
     g_joint = _grads_after_hook(joint, batch)
     g_ge = _grads_after_hook(ge, batch)
     w = "encoders.b.blocks.0.0.weight"  # the non-dominant modality: k = 1, noise only
@@ -113,7 +113,7 @@ def test_ogm_ge_adds_noise_with_the_gradients_scale_and_conv_only_skips_linear(
 
 def test_pmr_adds_the_prototype_ce_of_the_weakest_modality(tmp_path: Path) -> None:
     pmr = _trainer(tmp_path, "pmr", {"alpha": 2.0})
-    state = pmr._state(0, 0, 1)
+    state = pmr.state(0, 0, 1)
     pmr.method.on_fit_start(state)
     train = pmr.data.train
     model = pmr.model.eval()
@@ -131,7 +131,7 @@ def test_pmr_adds_the_prototype_ce_of_the_weakest_modality(tmp_path: Path) -> No
         2.0 * F.cross_entropy(logits_b, batch["label"]).item(), rel=1e-4
     )
     old = {m: c.clone() for m, c in pmr.method.prototypes.items()}
-    pmr.method.on_epoch_end(pmr._state(1, 0, 1))  # blended from the end of epoch 1 on
+    pmr.method.on_epoch_end(pmr.state(1, 0, 1))  # blended from the end of epoch 1 on
     model.eval()
     with torch.no_grad():
         feats, _ = model.encode(train.inputs)
@@ -197,12 +197,12 @@ def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
     scale = MF.opm_rescale(torch.tensor([10.0, 30.0]), torch.tensor([0.4, 0.0]))
     assert scale.item() == pytest.approx(1 / (1 - 0.1))
     opm = _trainer(tmp_path, "opm", {"p_exe": 1.0, "warmup_epochs": 0, "q_base": 0.3, "lam": 0.5})
-    batch = next(iter(opm._loader(opm.data.train, train=True)))
+    batch = next(iter(opm.train_loader()))
     model = opm.model
-    warm = opm.method.forward(model, batch, opm._state(0, 0, 1))  # epoch 0: warm-up, no drop
+    warm = opm.method.forward(model, batch, opm.state(0, 0, 1))  # epoch 0: warm-up, no drop
     assert opm.method._keep is None
     torch.manual_seed(0)
-    out = opm.method.forward(model, batch, opm._state(1, 0, 1))
+    out = opm.method.forward(model, batch, opm.state(1, 0, 1))
     feats_a = out.features["a"]
     dropped = feats_a.abs().sum(1) == 0
     assert 0 < int(dropped.sum()) < len(dropped)  # a (dominant) loses some samples' features
@@ -212,7 +212,7 @@ def test_opm_probabilities_rescale_and_dropping(tmp_path: Path) -> None:
     theta = q_a * 16 / (16 + 16)  # both encoders end in 16 features
     # kept features are scaled by 1 / (1 - theta)
     assert torch.allclose(feats_a[~dropped], warm.features["a"][~dropped] / (1 - theta), atol=1e-5)
-    assert opm.method.loss(out, batch, opm._state(1, 0, 1))["ce"].isfinite()
+    assert opm.method.loss(out, batch, opm.state(1, 0, 1))["ce"].isfinite()
 
 
 def test_agm_shapley_responses_ratios_and_kappa() -> None:
@@ -255,8 +255,8 @@ def test_agm_forward_sums_to_the_full_output_and_scales_gradients(tmp_path: Path
         {"alpha": 1.0},
         model={"encoder": {"type": "mlp", "hidden": [16], "norm": "none"}},
     )
-    batch = next(iter(agm._loader(agm.data.train, train=True)))
-    state = agm._state(0, 0, 1)
+    batch = next(iter(agm.train_loader()))
+    state = agm.state(0, 0, 1)
     out1 = agm.method.forward(agm.model, batch, state)
     assert agm.method.running is not None and agm.method.updates == 1
     assert agm.method.means.sums == {"kappa_a": 1.0, "kappa_b": 1.0}  # no running mean yet: kappa 1
@@ -293,8 +293,8 @@ def test_gblending_weight_and_blended_loss(tmp_path: Path) -> None:
         "method_w_b",
     }
     assert w[1] == w[0] and w[2] != w[0]  # re-estimated at the super-epoch boundary (epoch 2)
-    batch = next(iter(gb._loader(gb.data.train, train=True)))
-    state = gb._state(2, 0, 1)
+    batch = next(iter(gb.train_loader()))
+    state = gb.state(2, 0, 1)
     out = gb.model(batch["inputs"])
     terms = gb.method.loss(out, batch, state)
     heads = gb.method.heads(out.features)
@@ -318,7 +318,7 @@ def test_greedy_mmtm_rescales_mid_network_and_curates(tmp_path: Path) -> None:
         for lin in mmtm.excite:
             lin.weight.zero_()
             lin.bias.zero_()  # sigmoid(0) = 0.5 on every channel
-    batch = next(iter(g._loader(g.data.train, train=True)))
+    batch = next(iter(g.train_loader()))
     model = g.model.eval()
     plain = model(batch["inputs"])
     out = g.method.predict(model, batch["inputs"])
@@ -345,7 +345,7 @@ def test_greedy_mmtm_rescales_mid_network_and_curates(tmp_path: Path) -> None:
         .blocks[1]
         .register_forward_hook(lambda m, i, o: seen.append(o))
     )
-    out = g.method.forward(g.model, batch, g._state(0, 1, 2))
+    out = g.method.forward(g.model, batch, g.state(0, 1, 2))
     handle.remove()
     m = g.model.modalities[caring]
     assert torch.allclose(out.features[m], seen[0] * avg, atol=1e-6)  # the running-average scale
@@ -368,7 +368,7 @@ def test_mla_projection_and_entropy_weights() -> None:
 def test_mla_alternates_unimodal_steps_and_fuses_at_test_time(tmp_path: Path) -> None:
     mla = _trainer(tmp_path, "mla", {"test_fusion": "fixed", "fixed_weights": [0.55, 0.45]})
     assert mla.method.passes(mla.model) == ["a", "b"]
-    batch = next(iter(mla._loader(mla.data.train, train=True)))
+    batch = next(iter(mla.train_loader()))
     head_before = mla.method.head.weight.detach().clone()
     grads = []
     original = mla.method.on_after_backward

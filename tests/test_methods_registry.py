@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import tiny_config
 
 from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.experiment import build_experiment
-from mmbalance.methods import METHODS, create_method
+from mmbalance.methods import METHODS, create_method, register_method
 from mmbalance.methods.base import Method
 from mmbalance.models.fusion import FUSIONS
+from mmbalance.testing import MethodTester
 from mmbalance.training.trainer import Trainer
 
 # Methods whose options have no usable default on the toy data ("a", "b").
@@ -29,43 +29,57 @@ def _claimed() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("name", "fusion"), _claimed())
-def test_every_method_trains_two_steps_on_every_fusion_it_claims(
+def test_every_method_trains_through_the_real_step_on_every_fusion_it_claims(
     name: str, fusion: str, tmp_path: Path
 ) -> None:
-    cfg = tiny_config(
-        tmp_path,
-        method={"name": name, "options": EXAMPLE_OPTIONS.get(name, {})},
-        data={"batch_size": 16},
+    """Register it and it is tested: two steps through ``Trainer.run_steps`` (every hook,
+    clipping and the unimodal-head term included), every parameter it trains reached, state
+    saved and restored whole, the next step after a restore identical."""
+    report = MethodTester(
+        name,
+        EXAMPLE_OPTIONS.get(name, {}),
+        root=tmp_path,
         model={"fusion": fusion, "fusion_options": {"primary": "b"}},
-    )
-    data, model, method = build_experiment(cfg)
-    trainer = Trainer(model, method, data, cfg, tmp_path / "run")
-    batches = iter(trainer._loader(data.train, train=True))
-    method.on_fit_start(trainer._state(0, 0, 2))
-    method.on_epoch_start(trainer._state(0, 0, 2))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    skip = ("unimodal_heads", *method.unused_model_parts)
-    trainable = {n for n, _ in model.named_parameters() if not n.startswith(skip)}
-    for step in range(2):
-        batch = {k: v for k, v in next(batches).items()}
-        touched: set[str] = set()
-        for pass_name in method.passes(model):  # one pass, or one per modality (MLA)
-            state = trainer._state(0, step, 2, pass_name)
-            out = method.forward(model, batch, state)
-            terms = method.loss(out, batch, state)
-            loss = sum(terms.values())
-            assert torch.isfinite(loss)
-            trainer.optimizer.zero_grad()
-            loss.backward()
-            method.on_after_backward(model, state)
-            for n, p in model.named_parameters():
-                if p.grad is not None:
-                    assert torch.isfinite(p.grad).all(), n
-                    touched.add(n)
-            trainer.optimizer.step()
-        assert trainable <= touched, sorted(trainable - touched)
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
-    assert any(k.startswith("encoders.") for k in changed)
+    ).check()
+    assert len(report.losses) == 2 and report.expected <= report.reached
+
+
+def test_the_tester_catches_a_method_that_forgets_its_state(tmp_path: Path) -> None:
+    """A method whose loss depends on a step counter it does not save: the tester's
+    save / restore check must fail on it (and pass once the counter is saved)."""
+    import torch.nn.functional as F
+
+    class Forgetful(Method):
+        name = "forgetful_test"
+
+        def __init__(self, options=None) -> None:
+            super().__init__(options)
+            self.steps = 0
+
+        def loss(self, output, batch, state):
+            return {"ce": (1 + self.steps) * F.cross_entropy(output.logits, batch["label"])}
+
+        def on_step_end(self, state) -> None:
+            self.steps += 1
+
+    class Careful(Forgetful):
+        name = "careful_test"
+
+        def state_dict(self):
+            return {"steps": self.steps}
+
+        def load_state_dict(self, state) -> None:
+            self.steps = int(state["steps"])
+
+    try:
+        register_method(Forgetful)
+        register_method(Careful)
+        with pytest.raises(AssertionError, match="differs"):
+            MethodTester("forgetful_test", root=tmp_path / "f").check()
+        MethodTester("careful_test", root=tmp_path / "c").check()
+    finally:
+        METHODS.pop("forgetful_test", None)
+        METHODS.pop("careful_test", None)
 
 
 def test_registry_names_match_classes_and_unknown_names_are_refused() -> None:

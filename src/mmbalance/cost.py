@@ -32,11 +32,11 @@ def step_flops_per_sample(config: ExperimentConfig) -> float:
         last = cfg.train.epochs - 1
         loader = make_loader(data.train, cfg, train=True, epoch=last)
         steps = len(loader)
-        method.on_fit_start(trainer._state(0, 0, steps))
+        method.on_fit_start(trainer.state(0, 0, steps))
         # epoch 0 first: state some methods only build at the start of training
         # (G-Blending's weights, estimated at super-epoch boundaries)
-        method.on_epoch_start(trainer._state(0, 0, steps))
-        method.on_epoch_start(trainer._state(last, 0, steps))
+        method.on_epoch_start(trainer.state(0, 0, steps))
+        method.on_epoch_start(trainer.state(last, 0, steps))
         batch: dict[str, Any] = to_device(next(iter(loader)), trainer.device)
         counter = FlopCounterMode(display=False)
         with counter:

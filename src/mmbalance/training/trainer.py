@@ -92,6 +92,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"epoch", "score"}
+        self._fit_started = False  # on_fit_start has run (run_steps)
         self.main = dist.is_main()  # rank 0 (or the only process) logs and writes checkpoints
         self.distributed = dist.is_distributed()
         self.logger = MetricsLogger(self.run_dir, config.train.tensorboard, write=self.main)
@@ -134,6 +135,39 @@ class Trainer:
     def _show_progress(self) -> bool:
         mode = self.config.train.progress
         return mode == "always" or (mode == "auto" and sys.stderr.isatty())
+
+    # -- the public stepping API (tests, cost measurement, benchmarks) ----------------------
+    def state(
+        self, epoch: int = 0, step_in_epoch: int = 0, steps: int = 1, pass_name: str | None = None
+    ) -> TrainState:
+        """The :class:`TrainState` a method's hooks receive at that point of training."""
+        return self._state(epoch, step_in_epoch, steps, pass_name)
+
+    def train_loader(self, epoch: int = 0) -> DataLoader:
+        """The training split's loader of ``epoch`` (the order ``fit`` uses)."""
+        return self._loader(self.data.train, train=True, epoch=epoch)
+
+    def run_steps(self, max_steps: int, epoch: int = 0) -> list[dict[str, float]]:
+        """``max_steps`` training steps of ``epoch`` exactly as :meth:`fit` takes them (every
+        hook: ``on_fit_start`` on first use, ``on_epoch_start``, then per batch the method's
+        passes with forward, loss, backward, gradient averaging, ``on_after_backward``,
+        clipping, the optimiser step and ``on_step_end``), without evaluation, logging or
+        checkpoints. Returns each step's loss terms (floats)."""
+        if not self._fit_started:
+            self.method.on_fit_start(self._state(epoch, 0, 1))
+            self._fit_started = True
+        loader = self.train_loader(epoch)
+        steps = len(loader)
+        self.model.train()
+        self.method.on_epoch_start(self._state(epoch, 0, steps))
+        out: list[dict[str, float]] = []
+        for i, raw in enumerate(loader):
+            if i >= max_steps:
+                break
+            batch = to_device(raw, self.device)
+            _, terms, method_loss = self.train_step(batch, epoch, i, steps)
+            out.append({**{k: float(v) for k, v in terms.items()}, "loss": float(method_loss)})
+        return out
 
     # -- one epoch --------------------------------------------------------------------------
     def _state(
