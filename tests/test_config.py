@@ -17,7 +17,8 @@ def test_override_values_are_parsed_as_yaml() -> None:
 
 
 def test_defaults_are_valid_and_round_trip() -> None:
-    cfg = ExperimentConfig()
+    cfg = ExperimentConfig.from_dict({})  # validated: method and data options resolved
+    assert cfg.data.options == {"root": None, "standardize": True}  # mfeat's, written out
     again = ExperimentConfig.from_dict(cfg.to_dict())
     assert again == cfg
 

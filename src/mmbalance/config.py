@@ -91,6 +91,7 @@ class DataConfig:
         check_positive(self.num_workers, f"{where}.num_workers", allow_zero=True)
         if self.modalities is not None and len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"{where}.modalities: got {self.modalities!r}; names must be unique")
+        self.options = _resolved_data_options(self.name, self.options, f"{where}.options")
 
 
 @dataclass
@@ -108,6 +109,33 @@ class ModelConfig:
     fusion_options: dict[str, Any] = field(default_factory=dict)
     unimodal_heads: bool = True  # light heads on detached features: per-modality accuracy
     pretrained: dict[str, str] = field(default_factory=dict)  # modality -> weights file
+
+
+def _resolved_data_options(name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
+    """The dataset's options with every default filled in, so ``config.yaml`` holds the whole
+    dataset section; unknown names are refused here. Values are checked when the data is built
+    (a config that leaves ``root`` to the command line stays loadable), and written as given
+    (``~`` not expanded: a run folder's config.yaml stays usable on another machine)."""
+    from mmbalance.data.registry import DATASETS
+
+    if name not in DATASETS:
+        raise ConfigError(
+            f"{where.rsplit('.', 1)[0]}.name: got {name!r}; expected one of {', '.join(DATASETS)}"
+        )
+    fields = [f for f in dataclasses.fields(DATASETS[name].options_cls) if f.init]
+    unknown = sorted(set(options) - {f.name for f in fields})
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(f.name for f in fields))}"
+        )
+    defaults: dict[str, Any] = {}
+    for f in fields:
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = to_dict(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = to_dict(f.default_factory())
+    return {**defaults, **options}
 
 
 @dataclass
@@ -198,6 +226,14 @@ class ExperimentConfig:
     def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
         """Validate a plain mapping (e.g. parsed YAML) into a config."""
         return from_dict(cls, data, "config")
+
+    def validate(self, where: str) -> None:
+        # Sections left out of the mapping are built from their defaults without their own
+        # validate(); resolve their options here too (idempotent), so every config is whole.
+        self.data.options = _resolved_data_options(
+            self.data.name, self.data.options, f"{where}.data.options"
+        )
+        self.method.validate(f"{where}.method")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
