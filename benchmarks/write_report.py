@@ -308,7 +308,9 @@ def main() -> None:
             f"Command: `{data['command']}`. Machine: {_machine(data['machine'])}. One option "
             "at a time, the others at their defaults; seeds "
             f"{', '.join(map(str, data['seeds']))}; test accuracy at the validation-selected "
-            "epoch.",
+            "epoch. The defaults were those of that commit, with Eq. 14's alpha as written "
+            "(before `dam_normalize: true` became the default, docs/aim.md step 6); not re-run "
+            "since.",
             "",
             (RESULTS / "aim_sensitivity.md").read_text().strip(),
             "",
