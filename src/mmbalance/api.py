@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from mmbalance.data.base import DataSplits
 from mmbalance.errors import ConfigError
 from mmbalance.methods import METHODS, Method, register_method
 from mmbalance.models.multimodal import MultimodalModel
-from mmbalance.structured import to_dict
+from mmbalance.structured import init_fields
 from mmbalance.training.trainer import RunResult
 
 
@@ -60,7 +59,7 @@ def train(
                 f"({type(method).__name__}), not beside it"
             )
         instance = method
-        name, options = method.name, _init_fields(method.options)
+        name, options = method.name, init_fields(method.options)
         registered = METHODS.get(name)
         if registered is None:
             register_method(type(method))  # passed in by hand: make its name known
@@ -93,11 +92,3 @@ def train(
         }
     )
     return train_on(config, data, model=model, method=instance, run_dir=run_dir)
-
-
-def _init_fields(options: Any) -> dict[str, Any]:
-    if not dataclasses.is_dataclass(options):
-        return {}
-    return {
-        f.name: to_dict(getattr(options, f.name)) for f in dataclasses.fields(options) if f.init
-    }

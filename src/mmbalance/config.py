@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from mmbalance.errors import ConfigError
-from mmbalance.structured import check_positive, from_dict, to_dict
+from mmbalance.structured import check_positive, from_dict, init_fields, to_dict
 
 
 class YAMLLoader(yaml.SafeLoader):
@@ -91,7 +91,6 @@ class DataConfig:
         check_positive(self.num_workers, f"{where}.num_workers", allow_zero=True)
         if self.modalities is not None and len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"{where}.modalities: got {self.modalities!r}; names must be unique")
-        self.options = _resolved_data_options(self.name, self.options, f"{where}.options")
 
 
 @dataclass
@@ -154,10 +153,9 @@ class MethodConfig:
             raise ConfigError(
                 f"{where}.name: got {self.name!r}; expected one of {', '.join(METHODS)}"
             )
-        opts = from_dict(METHODS[self.name].Options, self.options, f"{where}.options")
-        self.options = {
-            f.name: to_dict(getattr(opts, f.name)) for f in dataclasses.fields(opts) if f.init
-        }
+        self.options = init_fields(
+            from_dict(METHODS[self.name].Options, self.options, f"{where}.options")
+        )
 
 
 @dataclass
@@ -228,12 +226,12 @@ class ExperimentConfig:
         return from_dict(cls, data, "config")
 
     def validate(self, where: str) -> None:
-        # Sections left out of the mapping are built from their defaults without their own
-        # validate(); resolve their options here too (idempotent), so every config is whole.
+        # The data section's defaults are filled in here, whether the section was given or
+        # left out (a left-out method section is joint training, which has no options; a
+        # given one was resolved by MethodConfig.validate).
         self.data.options = _resolved_data_options(
             self.data.name, self.data.options, f"{where}.data.options"
         )
-        self.method.validate(f"{where}.method")
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

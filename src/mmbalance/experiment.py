@@ -68,12 +68,14 @@ def build_experiment(config: ExperimentConfig) -> tuple[DataSplits, MultimodalMo
 
 
 def build_model_and_method(
-    config: ExperimentConfig, data: DataSplits
+    config: ExperimentConfig, data: DataSplits, method: Method | None = None
 ) -> tuple[MultimodalModel, Method]:
-    """The method, and the model for the modalities it trains (seed first for a fixed init)."""
+    """The method (built from ``config.method`` unless given), and the model for the
+    modalities it trains (seed first for a fixed init)."""
     if config.train.device != "cpu" and not _device_available(config.train.device):
         raise ConfigError(f"train.device: got {config.train.device!r}; it is not available here")
-    method = create_method(config.method.name, config.method.options)
+    if method is None:
+        method = create_method(config.method.name, config.method.options)
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
     return build_model(config.model, shapes, data.num_classes, data.modalities), method
@@ -135,7 +137,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this process joins the group first and trains its
     shard of every global batch (``docs/scale.md``).
     """
-    config.train.device = dist.init_from_env(config.train.device)
+    # Seeded before the data too, as every run always was (train_on seeds again before the
+    # model; the suite's data builders draw nothing from the global RNG, so both orders agree).
     seed_everything(config.seed, config.train.deterministic)
     return train_on(config, build_data(config.data), run_dir=run_dir)
 
@@ -156,16 +159,10 @@ def train_on(
     """
     config.train.device = dist.init_from_env(config.train.device)
     seed_everything(config.seed, config.train.deterministic)
-    if method is None:
-        method = create_method(config.method.name, config.method.options)
     if model is None:
-        if config.train.device != "cpu" and not _device_available(config.train.device):
-            raise ConfigError(
-                f"train.device: got {config.train.device!r}; it is not available here"
-            )
-        modalities = method.select_modalities(data.modalities)
-        shapes = {m: data.shapes[m] for m in modalities}
-        model = build_model(config.model, shapes, data.num_classes, data.modalities)
+        model, method = build_model_and_method(config, data, method)
+    elif method is None:
+        method = create_method(config.method.name, config.method.options)
     return train_built(config, data, model, method, run_dir)
 
 

@@ -135,6 +135,14 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def init_fields(obj: Any) -> dict[str, Any]:
+    """The constructor fields of a dataclass instance as plain data (what ``from_dict`` takes
+    back); ``{}`` for anything else."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return {}
+    return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+
+
 def check_positive(value: float | int, where: str, *, allow_zero: bool = False) -> None:
     """Refuse a non-positive number with a message naming the field."""
     if value < 0 or (value == 0 and not allow_zero):

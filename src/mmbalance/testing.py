@@ -15,6 +15,7 @@ optimiser step, ``on_step_end``), not a re-implementation of it::
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,9 @@ class MethodTester:
             name, self.options = self.instance.name, {}
         else:
             name = str(method)
-        self.config = toy_config(self.root, method={"name": name, "options": self.options})
-        if sections:
-            self.config = toy_config(
-                self.root, method={"name": name, "options": self.options}, **sections
-            )
+        self.config = toy_config(
+            self.root, method={"name": name, "options": self.options}, **sections
+        )
 
     def _make(self) -> Method:
         if self.instance is not None:
@@ -107,15 +106,13 @@ class MethodTester:
     def build(self, folder: str = "run") -> Any:
         """The trainer (data, model and method built as ``mmbalance train`` builds them)."""
         from mmbalance.data.registry import build_data
-        from mmbalance.models.builder import build_model
+        from mmbalance.experiment import build_model_and_method
         from mmbalance.training.seeding import seed_everything
         from mmbalance.training.trainer import Trainer
 
         seed_everything(self.config.seed, self.config.train.deterministic)
         data = build_data(self.config.data)
-        method = self._make()
-        shapes = {m: data.shapes[m] for m in method.select_modalities(data.modalities)}
-        model = build_model(self.config.model, shapes, data.num_classes, data.modalities)
+        model, method = build_model_and_method(self.config, data, self._make())
         return Trainer(model, method, data, self.config, self.root / folder)
 
     def run(self, steps: int = 2) -> tuple[Any, StepReport]:
@@ -154,7 +151,7 @@ class MethodTester:
         name = self.config.method.name
         assert len(report.losses) == steps, f"{name}: {len(report.losses)} steps ran"
         for i, terms in enumerate(report.losses):
-            bad = {k: v for k, v in terms.items() if not torch.isfinite(torch.tensor(v))}
+            bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
             assert not bad, f"{name}: step {i} has non-finite loss terms {bad}"
         assert not report.nonfinite_grads, f"{name}: non-finite gradients {report.nonfinite_grads}"
         missing = sorted(report.expected - report.reached)

@@ -32,12 +32,14 @@ def _refuse_label_gaps(given: list[np.ndarray], k: int, source: str | None) -> N
     """With K inferred as ``max label + 1``, every class in ``0..K-1`` must have a sample
     somewhere: one stray label 7 in 0..2 data would otherwise train an 8-class model
     silently (four classes that never occur, a softmax over them all)."""
-    seen = np.unique(np.concatenate([g.reshape(-1) for g in given]).astype(np.int64))
+    seen, counts = np.unique(
+        np.concatenate([g.reshape(-1) for g in given]).astype(np.int64), return_counts=True
+    )
     missing = sorted(set(range(k)) - set(seen.tolist()))
     if not missing:
         return
-    counts = np.bincount(np.concatenate([g.reshape(-1) for g in given]).astype(np.int64))
-    present = ", ".join(f"{c} (x{counts[c]})" for c in seen.tolist() if c >= 0)
+    pairs = zip(seen.tolist(), counts.tolist(), strict=True)
+    present = ", ".join(f"{c} (x{n})" for c, n in pairs if c >= 0)
     shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
     where = f" ({source!r})" if source else ""
     raise DataError(
