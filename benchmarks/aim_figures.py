@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from common import RESULTS, ROOT, machine
 
-from mmbalance.compare import compare, grid_from_dict
+from mmbalance.reporting.compare import compare, grid_from_dict
 
 NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
 FIGURES = RESULTS / "figures"

@@ -18,7 +18,7 @@ from typing import Any
 
 from common import RESULTS, ROOT, machine
 
-from mmbalance.compare import compare, grid_from_dict
+from mmbalance.reporting.compare import compare, grid_from_dict
 from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
 
 SWEEPS: dict[str, list[Any]] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 from common import RESULTS, ROOT, machine
 
-from mmbalance.compare import compare, finished_records, load_grid, summarize
+from mmbalance.reporting.compare import compare, finished_records, load_grid, summarize
 
 GRIDS = ROOT / "suite"
 NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from mmbalance.aim import functional as AF
-from mmbalance.aim.decoupler import LayerDecoupler
 from mmbalance.experiment import run_experiment
+from mmbalance.methods import functional as AF
+from mmbalance.methods.aim.decoupler import LayerDecoupler
 
 # a strong modality (a) and a weak one (b) that needs its encoder trained
 DATA = {

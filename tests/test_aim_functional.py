@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from mmbalance.aim import functional as AF
-from mmbalance.aim.decoupler import LayerDecoupler, layer_decoupler_size
+from mmbalance.methods import functional as AF
+from mmbalance.methods.aim.decoupler import LayerDecoupler, layer_decoupler_size
 
 
 def test_prototype_logits_are_negative_euclidean_distances_over_temperature() -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from mmbalance.cli import main
 from mmbalance.config import DataConfig
-from mmbalance.data.npyfile import read_npy
+from mmbalance.data.media.npyfile import read_npy
 from mmbalance.data.registry import build_data
 from mmbalance.errors import DataError
 

@@ -13,9 +13,9 @@ import torch
 from conftest import tiny_config
 from layout_fixtures import make_kinetics_sounds
 
-from mmbalance.data.clips import list_frames, natural_key, segment_indices
+from mmbalance.data.datasets.clips import list_frames, natural_key, segment_indices
 from mmbalance.data.loading import read_skip_log
-from mmbalance.data.safe_pickle import load_pickle
+from mmbalance.data.media.safe_pickle import load_pickle
 from mmbalance.errors import DataError
 from mmbalance.experiment import run_experiment
 
@@ -104,8 +104,8 @@ def test_a_corrupt_file_is_an_error_naming_it_or_skipped_and_listed(tmp_path: Pa
 def test_spectrogram_cache_reuses_recomputes_and_never_goes_stale(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from mmbalance.data.audio import FbankRecipe, read_wav
-    from mmbalance.data.media import SpectrogramCache
+    from mmbalance.data.media.audio import FbankRecipe, read_wav
+    from mmbalance.data.media.audiovisual import SpectrogramCache
 
     wav = tmp_path / "clip.wav"
     t = np.arange(16000) / 16000

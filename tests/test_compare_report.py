@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from mmbalance.compare import aggregate, finished_records, load_grid, summarize
-from mmbalance.diagnose import prototype_scores
 from mmbalance.errors import ConfigError
+from mmbalance.reporting.compare import aggregate, finished_records, load_grid, summarize
+from mmbalance.reporting.diagnose import prototype_scores
 
 GRID = {
     "experiment": "mfeat_default.yaml",
@@ -37,11 +37,14 @@ def _grid(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+def _cli(args: list[str], cwd: Path, log: Path | None = None) -> subprocess.Popen:
+    """The CLI in a subprocess; its output piped back, or written to ``log`` for a process
+    nobody reads while it runs (a full pipe would block it)."""
+    out = log.open("w") if log is not None else subprocess.PIPE
     return subprocess.Popen(
         [sys.executable, "-m", "mmbalance.cli", *args],
         cwd=cwd,
-        stdout=subprocess.PIPE,
+        stdout=out,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -88,15 +91,16 @@ def test_aggregate_is_mean_and_sample_std_over_seeds() -> None:
 
 def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None:
     grid = _grid(tmp_path)
-    proc = _cli(["compare", "--config", str(grid)], tmp_path)
+    proc = _cli(["compare", "--config", str(grid)], tmp_path, log=tmp_path / "first.log")
     runs = tmp_path / "out" / "runs"
-    deadline = time.time() + 600  # generous: a loaded machine trains slowly
+    deadline = time.time() + 900  # generous: a loaded machine trains slowly
     while time.time() < deadline and len(list(runs.glob("*/**/summary.json"))) < 3:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/**/summary.json")}
-    assert 3 <= len(finished) < 10, "the kill should land mid-grid"
+    log = (tmp_path / "first.log").read_text()
+    assert 3 <= len(finished) < 10, f"the kill should land mid-grid; the grid said:\n{log}"
     proc = _cli(["compare", "--config", str(grid)], tmp_path)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
@@ -189,8 +193,8 @@ def test_diagnose_a_trained_run(tmp_path: Path, capsys) -> None:
 
 
 def test_a_grid_with_a_bad_method_option_is_refused_before_any_run(tmp_path: Path) -> None:
-    from mmbalance.compare import compare
     from mmbalance.errors import ConfigError
+    from mmbalance.reporting.compare import compare
 
     grid = _grid(
         tmp_path,
@@ -203,8 +207,8 @@ def test_a_grid_with_a_bad_method_option_is_refused_before_any_run(tmp_path: Pat
 
 
 def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path: Path) -> None:
-    from mmbalance.compare import compare
-    from mmbalance.report import build_report
+    from mmbalance.reporting.compare import compare
+    from mmbalance.reporting.report import build_report
 
     grid = _grid(
         tmp_path,

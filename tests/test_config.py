@@ -60,7 +60,7 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_switching_method_on_the_command_line_drops_the_files_options(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("method: {name: aim, options: {start_epoch: 3}}\n")
-    from mmbalance.methods.aim import AIMOptions
+    from mmbalance.methods.aim.method import AIMOptions
     from mmbalance.methods.unimodal import UnimodalOptions
     from mmbalance.structured import to_dict
 

@@ -10,7 +10,7 @@ from cremad_fixture import make_cremad
 
 from mmbalance.config import DataConfig
 from mmbalance.data import build_data
-from mmbalance.data.audio import FbankRecipe, StftRecipe, kaldi_fbank, mel_banks
+from mmbalance.data.media.audio import FbankRecipe, StftRecipe, kaldi_fbank, mel_banks
 from mmbalance.errors import DataError
 from mmbalance.experiment import run_experiment
 
@@ -107,7 +107,7 @@ def test_missing_and_bad_entries_are_reported_with_their_files(
     with pytest.raises(DataError, match=r"train\.csv' line 25: unknown label 'HAPPY'"):
         build_data(_cfg(root, skip_missing=True))
     (tmp_path / "broken.wav").write_bytes(b"RIFF....not audio")
-    from mmbalance.data.audio import read_wav
+    from mmbalance.data.media.audio import read_wav
 
     with pytest.raises(DataError, match=r"broken\.wav"):
         read_wav(tmp_path / "broken.wav")

@@ -14,7 +14,7 @@ from mmbalance.data import (
     from_tensors,
     generate_synthetic,
 )
-from mmbalance.data.mfeat import VIEWS, bundled_root
+from mmbalance.data.datasets.mfeat import VIEWS, bundled_root
 from mmbalance.data.splits import stratified_split
 from mmbalance.errors import ConfigError, DataError
 

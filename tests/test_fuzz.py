@@ -178,7 +178,7 @@ def test_malformed_overrides_are_clear_errors(bad: str) -> None:
 def test_any_file_bytes_load_or_give_a_clear_error(
     tmp_path_factory, blob: bytes, suffix: str
 ) -> None:
-    from mmbalance.data.media import load_array
+    from mmbalance.data.media.audiovisual import load_array
     from mmbalance.training.checkpoint import load_checkpoint
 
     path = tmp_path_factory.mktemp("blob") / f"x{suffix}"

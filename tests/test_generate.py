@@ -13,8 +13,8 @@ import pytest
 
 from mmbalance.config import load_config
 from mmbalance.data import build_data
-from mmbalance.data.generate import ensure_generated, generate
-from mmbalance.data.generate.digits import (
+from mmbalance.data.prepare.generate import ensure_generated, generate
+from mmbalance.data.prepare.generate.digits import (
     FrameStyle,
     handwritten_frame,
     plan_utterances,
@@ -22,8 +22,8 @@ from mmbalance.data.generate.digits import (
     speech_clip,
     transcript,
 )
-from mmbalance.data.generate.espeak import speaker
-from mmbalance.data.generate.store import MANIFEST
+from mmbalance.data.prepare.generate.espeak import speaker
+from mmbalance.data.prepare.generate.store import MANIFEST
 from mmbalance.errors import ConfigError, DataError
 
 pytest.importorskip("espeakng_loader")
@@ -142,7 +142,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
 def test_ensure_generated_writes_once_under_a_lock_and_refuses_foreign_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmbalance.data.generate import store
+    from mmbalance.data.prepare.generate import store
 
     calls: list[str] = []
     real = store.generate
@@ -177,7 +177,7 @@ def test_a_folder_of_an_older_generator_version_is_refused(tmp_path: Path) -> No
     """digits_av's frames changed in generator version 2: a version-1 folder (same benchmark,
     same seed) must not be read as the current benchmark, and the shipped config points at the
     new version's folder."""
-    from mmbalance.data.generate import store
+    from mmbalance.data.prepare.generate import store
 
     assert store.generator_version("digits_av") == 2
     assert store.generator_version("digits_vec") == 1

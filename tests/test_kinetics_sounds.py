@@ -12,8 +12,8 @@ from layout_fixtures import make_kinetics_sounds
 
 from mmbalance.config import DataConfig
 from mmbalance.data import build_data
-from mmbalance.data.kinetics_sounds import shipped_classes
-from mmbalance.data.vision import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.data.datasets.kinetics_sounds import shipped_classes
+from mmbalance.data.media.vision import IMAGENET_MEAN, IMAGENET_STD
 from mmbalance.errors import ConfigError, DataError
 
 

@@ -65,10 +65,10 @@ def test_the_tester_catches_a_method_that_forgets_its_state(tmp_path: Path) -> N
     class Careful(Forgetful):
         name = "careful_test"
 
-        def state_dict(self):
+        def get_extra_state(self):
             return {"steps": self.steps}
 
-        def load_state_dict(self, state) -> None:
+        def set_extra_state(self, state) -> None:
             self.steps = int(state["steps"])
 
     try:
@@ -144,3 +144,50 @@ def test_unsupported_combinations_are_refused_at_construction(
     data, model, method = build_experiment(cfg)
     with pytest.raises((CapabilityError, ConfigError), match=needle):
         Trainer(model, method, data, cfg, tmp_path / "run")
+
+
+def test_a_method_registered_from_outside_owns_its_modules(tmp_path: Path) -> None:
+    """docs/design.md's ``AuxHeads``: heads assigned in ``build`` reach the model's optimiser
+    and the checkpoint without a list written by hand, its counter travels as extra state, and
+    the shared tester passes it (save / restore included)."""
+    import torch
+    import torch.nn.functional as F
+
+    class AuxHeads(Method):
+        name = "aux_heads_test"
+
+        def build(self, model) -> None:
+            k = model.head.out_features
+            self.heads = torch.nn.ModuleDict(
+                {m: torch.nn.Linear(e.out_dim, k) for m, e in model.encoders.items()}
+            )
+            self.steps = 0
+
+        def loss(self, output, batch, state):
+            y = batch["label"]
+            terms = {"ce": F.cross_entropy(output.logits, y)}
+            for m, f in output.features.items():
+                terms[f"ce_{m}"] = F.cross_entropy(self.heads[m](f), y)
+            return terms
+
+        def on_step_end(self, state) -> None:
+            self.steps += 1
+
+        def get_extra_state(self):
+            return {"steps": self.steps}
+
+        def set_extra_state(self, state) -> None:
+            self.steps = int(state["steps"])
+
+    try:
+        register_method(AuxHeads)
+        trainer, report = MethodTester("aux_heads_test", root=tmp_path / "t").run(steps=3)
+        heads = list(trainer.method.heads.parameters())
+        in_optimiser = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+        assert heads and all(id(p) in in_optimiser for p in heads)
+        assert {f"heads.{m}.weight" for m in ("a", "b")} <= set(trainer.method.state_dict())
+        assert trainer.state_dict()["method"]["_extra_state"] == {"steps": 3}
+        assert any(k.startswith("heads.") for k in report.changed_method)
+        MethodTester("aux_heads_test", root=tmp_path / "c").check()
+    finally:
+        METHODS.pop("aux_heads_test", None)

@@ -12,7 +12,7 @@ from layout_fixtures import make_mosi, mosi_arrays
 
 from mmbalance.config import DataConfig
 from mmbalance.data import build_data
-from mmbalance.data.mosi import labels_from_scores
+from mmbalance.data.datasets.mosi import labels_from_scores
 from mmbalance.errors import DataError
 
 

@@ -146,7 +146,7 @@ def test_a_config_inherits_its_base_and_another_methods_options_do_not_leak(
     )
     cfg = load_config(tmp_path / "same.yaml")
     assert (cfg.seed, cfg.optim.lr, cfg.optim.momentum) == (3, 0.1, 0.7)  # merged per key
-    from mmbalance.methods.aim import AIMOptions
+    from mmbalance.methods.aim.method import AIMOptions
     from mmbalance.methods.ogm import OGMOptions
     from mmbalance.structured import to_dict
 

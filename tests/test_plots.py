@@ -9,7 +9,7 @@ from conftest import tiny_config
 from mmbalance.cli import main
 from mmbalance.errors import ConfigError
 from mmbalance.experiment import run_experiment
-from mmbalance.plots import (
+from mmbalance.reporting.plots import (
     plot_aux_vs_original,
     plot_depth_imbalance,
     plot_modality_accuracy,

@@ -9,9 +9,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from mmbalance.aim.functional import euclidean_distance, score_and_loss
 from mmbalance.experiment import run_experiment
-from mmbalance.methods.functional import true_class_score
+from mmbalance.methods.functional import euclidean_distance, score_and_loss, true_class_score
 
 
 def test_statistics_are_float32_and_exact_under_autocast() -> None:

@@ -13,7 +13,7 @@ from video_fixture import write_video
 from mmbalance.cli import main
 from mmbalance.config import DataConfig
 from mmbalance.data import build_data
-from mmbalance.data.prepare import prepare
+from mmbalance.data.prepare.videos import prepare
 
 pytest.importorskip("av")
 
@@ -93,7 +93,7 @@ def test_both_backends_extract_the_same_frames_and_audio(tmp_path: Path, backend
 
     if backend == "ffmpeg" and shutil.which("ffmpeg") is None:
         pytest.skip("no ffmpeg program here (apt install ffmpeg); the PyAV backend is tested")
-    from mmbalance.data.video import extract
+    from mmbalance.data.media.video import extract
 
     video = write_video(tmp_path / "v.mp4", seconds=3.0, tone=500)
     frames = tmp_path / "frames"

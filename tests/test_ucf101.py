@@ -10,7 +10,7 @@ from layout_fixtures import UCF_CLASSES, make_ucf101
 
 from mmbalance.config import DataConfig
 from mmbalance.data import build_data
-from mmbalance.data.ucf101 import load_flow
+from mmbalance.data.datasets.ucf101 import load_flow
 from mmbalance.errors import DataError
 
 

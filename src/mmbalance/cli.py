@@ -158,8 +158,8 @@ def _cmd_validate(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.data.generate import generate, generated_names
-    from mmbalance.data.prepare import prepare
+    from mmbalance.data.prepare.generate import generate, generated_names
+    from mmbalance.data.prepare.videos import prepare
 
     if args.dataset in generated_names():  # the imbalance suite: written from nothing
         out = generate(args.dataset, args.out, seed=args.seed)
@@ -193,7 +193,7 @@ def _cmd_prepare(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.compare import compare
+    from mmbalance.reporting.compare import compare
 
     out = compare(resolve_config(args.config), workers=args.workers, out=args.out)
     print(f"tables: {out / 'results.md'}, {out / 'results.csv'}; page: mmbalance report {out}")
@@ -201,7 +201,7 @@ def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_imbalance(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.compare import compare, grid_from_dict
+    from mmbalance.reporting.compare import compare, grid_from_dict
 
     path = resolve_config(args.config)
     out = Path(args.out or Path("imbalance") / Path(args.config).stem)
@@ -231,14 +231,14 @@ def _cmd_imbalance(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.report import build_report
+    from mmbalance.reporting.report import build_report
 
     print(build_report(args.folder))
     return 0
 
 
 def _cmd_diagnose(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.diagnose import diagnose, format_report
+    from mmbalance.reporting.diagnose import diagnose, format_report
 
     result = diagnose(args.run_dir, args.checkpoint, args.limit)
     print(format_report(result))
@@ -271,7 +271,7 @@ def _cmd_list(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.plots import plot_run
+    from mmbalance.reporting.plots import plot_run
 
     references = {}
     for item in args.unimodal or []:

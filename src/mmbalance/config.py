@@ -70,7 +70,7 @@ class DataConfig:
 
     def validate(self, where: str) -> None:
         if self.generate is not None:
-            from mmbalance.data.generate import generated_names
+            from mmbalance.data.prepare.generate import generated_names
 
             if self.generate not in generated_names():
                 raise ConfigError(

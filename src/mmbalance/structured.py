@@ -68,7 +68,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: got {value!r}; expected a mapping")
         _, val_tp = get_args(tp) or (str, Any)
         return {str(k): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
@@ -113,7 +113,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
         for n, f in fields.items()
         if n not in kwargs
         and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ConfigError(f"{where}: missing required field(s) {', '.join(missing)}")

@@ -60,9 +60,12 @@ class StepReport:
     """What :meth:`MethodTester.run` saw."""
 
     losses: list[dict[str, float]]  # each step's loss terms
-    reached: set[str] = field(default_factory=set)  # parameters given a gradient by some pass
-    expected: set[str] = field(default_factory=set)  # parameters the method must train
+    # parameters given a gradient by some pass / that must be: the model's, and the method's
+    # own modules that train with the model's optimiser (as "method.<name>")
+    reached: set[str] = field(default_factory=set)
+    expected: set[str] = field(default_factory=set)
     changed: list[str] = field(default_factory=list)  # model state entries the steps changed
+    changed_method: list[str] = field(default_factory=list)  # the method's state_dict entries
     nonfinite_grads: list[str] = field(default_factory=list)
 
 
@@ -119,28 +122,38 @@ class MethodTester:
         """Train ``steps`` steps; record which parameters each optimiser step found a gradient
         on (every pass of every step: MLA's per-modality passes included)."""
         trainer = self.build()
-        model = trainer.model
-        skip = ("unimodal_heads", *trainer.method.unused_model_parts)
+        model, method = trainer.model, trainer.method
+        skip = ("unimodal_heads", *method.unused_model_parts)
         report = StepReport(losses=[])
-        report.expected = {n for n, _ in model.named_parameters() if not n.startswith(skip)}
+        optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+        watched = [(n, p) for n, p in model.named_parameters() if not n.startswith(skip)]
+        watched += [(f"method.{n}", p) for n, p in method.named_parameters() if id(p) in optimised]
+        report.expected = {n for n, _ in watched}
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        method_before = _tensors(method.state_dict())
         step = trainer.optimizer.step
 
         def watched_step(*args: Any, **kwargs: Any) -> Any:
-            for n, p in model.named_parameters():
+            for n, p in watched:
                 if p.grad is not None:
                     report.reached.add(n)
                     if not torch.isfinite(p.grad).all():
                         report.nonfinite_grads.append(n)
             return step(*args, **kwargs)
 
-        trainer.optimizer.step = watched_step  # type: ignore[method-assign]
+        trainer.optimizer.step = watched_step
         try:
             report.losses = trainer.run_steps(steps)
         finally:
-            trainer.optimizer.step = step  # type: ignore[method-assign]
+            trainer.optimizer.step = step
         after = model.state_dict()
         report.changed = [k for k, v in after.items() if not torch.equal(v, before[k])]
+        method_after = _tensors(method.state_dict())
+        report.changed_method = [
+            k
+            for k, v in method_after.items()
+            if k not in method_before or not torch.equal(v, method_before[k])
+        ]
         return trainer, report
 
     def check(self, steps: int = 2) -> StepReport:
@@ -197,3 +210,8 @@ def _assert_same(a: Any, b: Any, where: str) -> None:
             _assert_same(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensor entries of a state_dict, cloned (extra state left out)."""
+    return {k: v.detach().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -6,15 +6,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmbalance.data.arrays import ArraysOptions, load_arrays
-from mmbalance.data.assemble import assemble_splits
 from mmbalance.data.base import DataSplits
-from mmbalance.data.cremad import CremaDOptions, build_cremad
-from mmbalance.data.kinetics_sounds import KineticsSoundsOptions, build_kinetics_sounds
-from mmbalance.data.mfeat import MFeatOptions, load_mfeat
-from mmbalance.data.mosi import MOSIOptions, build_mosi
-from mmbalance.data.synthetic import SyntheticOptions, generate_synthetic
-from mmbalance.data.ucf101 import UCF101Options, build_ucf101
+from mmbalance.data.datasets.arrays import ArraysOptions, load_arrays
+from mmbalance.data.datasets.assemble import assemble_splits
+from mmbalance.data.datasets.cremad import CremaDOptions, build_cremad
+from mmbalance.data.datasets.kinetics_sounds import KineticsSoundsOptions, build_kinetics_sounds
+from mmbalance.data.datasets.mfeat import MFeatOptions, load_mfeat
+from mmbalance.data.datasets.mosi import MOSIOptions, build_mosi
+from mmbalance.data.datasets.synthetic import SyntheticOptions, generate_synthetic
+from mmbalance.data.datasets.ucf101 import UCF101Options, build_ucf101
 from mmbalance.errors import ConfigError
 from mmbalance.structured import from_dict
 
@@ -67,8 +67,10 @@ def _build_arrays(opts: ArraysOptions, cfg: Any) -> DataSplits:
     splits = load_arrays(opts, cfg.modalities)
     pairs = {s: (v[0], v[1]) if v is not None else None for s, v in splits.items()}
     sources = {s: v[2] for s, v in splits.items() if v is not None}
+    train = pairs["train"]
+    assert train is not None  # load_arrays always reads a training split (or refuses)
     return assemble_splits(
-        pairs["train"],
+        train,
         val=pairs["val"],
         test=pairs["test"],
         num_classes=opts.num_classes,
@@ -123,10 +125,10 @@ def build_data(cfg: Any) -> DataSplits:
         raise ConfigError(f"data.name: got {cfg.name!r}; expected one of {', '.join(DATASETS)}")
     entry = DATASETS[cfg.name]
     if cfg.generate is not None:
-        from mmbalance.data.generate import ensure_generated
+        from mmbalance.data.prepare.generate import ensure_generated
 
         ensure_generated(cfg.generate, cfg.options["root"])
-    opts = from_dict(entry.options_cls, cfg.options, "data.options")
+    opts: Any = from_dict(entry.options_cls, cfg.options, "data.options")
     return entry.build(opts, cfg)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmbalance.data.clips import Clip, check_frames
+from mmbalance.data.datasets.clips import Clip, check_frames
 from mmbalance.errors import MMBalanceError
 from mmbalance.structured import from_dict
 
@@ -60,7 +60,7 @@ def check_file(path: Path) -> str | None:
             if soundfile.info(str(path)).frames == 0:
                 return f"audio file {str(path)!r} holds no samples"
         else:
-            from mmbalance.data.media import load_array
+            from mmbalance.data.media.audiovisual import load_array
 
             load_array(path)
     except Exception as err:
@@ -92,7 +92,7 @@ class FileLayout:
 
 
 def _layouts() -> dict[str, FileLayout]:
-    from mmbalance.data import cremad, kinetics_sounds, ucf101
+    from mmbalance.data.datasets import cremad, kinetics_sounds, ucf101
 
     return {
         "cremad": FileLayout(cremad.CremaDOptions, cremad.scan, lambda o: list(o.classes)),
@@ -107,7 +107,7 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
     """Walk every listed clip of a file-based dataset and open every file."""
     report = ValidationReport(name)
     try:
-        opts = from_dict(layout.options_cls, options, "data.options")
+        opts: Any = from_dict(layout.options_cls, options, "data.options")
         names = layout.class_names(opts)
         if not Path(opts.root).is_dir():
             report.problems.append(f"root folder {opts.root!r} does not exist")
@@ -144,7 +144,7 @@ def _array_split(folder: Path, opts: Any, split: str, report: ValidationReport) 
     """Problems of one arrays split folder, all of them; its labels when they could be read."""
     import numpy as np
 
-    from mmbalance.data.npyfile import read_npy
+    from mmbalance.data.media.npyfile import read_npy
 
     label_file = folder / f"{opts.labels}.npy"
     if not label_file.is_file():
@@ -196,7 +196,7 @@ def validate_arrays(options: dict[str, Any]) -> ValidationReport:
     none, :func:`validate_data` builds the data as training will and counts the classes."""
     import numpy as np
 
-    from mmbalance.data.arrays import ArraysOptions
+    from mmbalance.data.datasets.arrays import ArraysOptions
 
     report = ValidationReport("arrays")
     try:
@@ -233,7 +233,7 @@ def validate_data(cfg: Any) -> ValidationReport:
     """Validate the dataset a :class:`mmbalance.config.DataConfig` points at."""
     layouts = _layouts()
     if getattr(cfg, "generate", None) is not None:  # a generated benchmark: write it first
-        from mmbalance.data.generate import ensure_generated
+        from mmbalance.data.prepare.generate import ensure_generated
 
         ensure_generated(cfg.generate, cfg.options["root"])
     if cfg.name in layouts:

@@ -10,7 +10,7 @@ from typing import Any
 
 from mmbalance.errors import ConfigError
 from mmbalance.methods.agm import AGM
-from mmbalance.methods.aim import AIM
+from mmbalance.methods.aim.method import AIM
 from mmbalance.methods.base import Method, NoOptions, TrainState
 from mmbalance.methods.diag_relearn import DiagRelearn
 from mmbalance.methods.gblending import GBlending

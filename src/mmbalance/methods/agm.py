@@ -128,8 +128,9 @@ class AGM(Method):
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         return self.means.pop()
 
-    def state_dict(self) -> dict[str, Any]:
+    # -- exact resume (nn.Module.state_dict / load_state_dict call these) --------------------
+    def get_extra_state(self) -> dict[str, Any]:
         return {"running": self.running, "updates": self.updates}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.running, self.updates = state["running"], int(state["updates"])

@@ -1,8 +1,10 @@
-"""The method interface: a balancing method is a set of hooks the trainer calls.
+"""The method interface: a balancing method is an ``nn.Module`` with hooks the trainer calls.
 
 One reading of :meth:`mmbalance.training.trainer.Trainer.train_epoch` shows where each hook
 acts::
 
+    build(model)                                       # modules trained with the model
+    setup(model, optimizer)                            # modules with optimisers of their own
     on_fit_start(state)                                # once per fit (also after resume)
     on_epoch_start(state)
     for batch, for each of passes(model):              # one pass unless alternating
@@ -16,6 +18,13 @@ acts::
 
 Capabilities are class attributes checked once, at construction (:meth:`Method.check`), so an
 impossible combination is refused before training with a message saying what would work.
+
+A method owns its modules the way any ``nn.Module`` does: heads, prototypes or a decoupler
+assigned as attributes register as submodules, so their parameters reach the optimiser (those
+made in :meth:`Method.build`), the checkpoint (``state_dict``) and the gradient averaging under
+torchrun without a hand-written list. State that is not a module (running averages, counters,
+prototypes kept as plain tensors, the method's own optimisers) goes through
+``get_extra_state`` / ``set_extra_state``, which ``state_dict`` / ``load_state_dict`` call.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmbalance.errors import CapabilityError
@@ -85,7 +94,7 @@ class EpochMeans:
         return out
 
 
-class Method:
+class Method(nn.Module):
     """Base class with no-op hooks; the default ``loss`` is plain cross-entropy (Eq. 2)."""
 
     name: ClassVar[str] = "base"
@@ -100,6 +109,7 @@ class Method:
     modifies_grads: ClassVar[bool] = False
 
     def __init__(self, options: Any = None) -> None:
+        super().__init__()
         self.options = options if options is not None else self.Options()
 
     @classmethod
@@ -131,13 +141,15 @@ class Method:
                 f"use one of {', '.join(self.supported_fusions)}"
             )
 
-    def extra_modules(self, model: MultimodalModel) -> list[torch.nn.Module]:
-        """Trainable modules the method adds, trained by the model's optimiser (built after
-        this call). The method owns them and saves them in :meth:`state_dict`."""
-        return []
+    def build(self, model: MultimodalModel) -> None:
+        """Create the modules the method trains with the model's optimiser (e.g. G-Blending's
+        per-modality classifiers), as attributes. Called once, before the optimiser is built
+        from the model's and the method's parameters."""
 
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
-        """Called once, after the model and optimiser exist and before any resume."""
+        """Called once, after the model and optimiser exist and before any resume. Modules
+        made here are not in the model's optimiser: the method trains them itself (AIM's
+        decoupler, with optimisers of its own)."""
 
     def passes(self, model: MultimodalModel) -> list[str | None]:
         """Optimisation steps per batch: one (``[None]``) unless a method alternates (MLA:
@@ -167,12 +179,6 @@ class Method:
         """Inference (validation, test, ``mmbalance eval``); default: the plain model."""
         return model(inputs)
 
-    def synced_parameters(self) -> list[torch.nn.Parameter]:
-        """Parameters of the method's own modules trained from the batch by its own
-        optimisers (AIM's decoupler); under DDP the trainer averages their gradients across
-        ranks with the model's. Modules from :meth:`extra_modules` are already included."""
-        return []
-
     def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
         """After ``backward``, before clipping and the optimiser step (gradient modulation)."""
 
@@ -182,11 +188,3 @@ class Method:
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         """After the last batch; returns diagnostics logged with the epoch's metrics."""
         return {}
-
-    # -- exact resume -----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue identically (tensors, numbers, lists, dicts only)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import Method, TrainState
-from mmbalance.models.base import eval_mode
+from mmbalance.methods.features import collect_features
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.structured import check_positive
 
@@ -38,22 +38,6 @@ class DiagRelearnOptions:
         check_positive(self.reinit_epoch, f"{where}.reinit_epoch")
         check_positive(self.reinit_num, f"{where}.reinit_num", allow_zero=True)
         check_positive(self.lam, f"{where}.lam", allow_zero=True)
-
-
-@torch.no_grad()
-def pooled_features(
-    model: MultimodalModel, loader: Any, device: torch.device
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Pooled features of every modality and the labels, in eval mode."""
-    feats: dict[str, list[Tensor]] = {}
-    labels = []
-    with eval_mode(model):
-        for batch in loader:
-            out, _ = model.encode({m: x.to(device) for m, x in batch["inputs"].items()})
-            for m, f in out.items():
-                feats.setdefault(m, []).append(f.cpu())
-            labels.append(batch["label"])
-    return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels)
 
 
 class DiagRelearn(Method):
@@ -77,14 +61,14 @@ class DiagRelearn(Method):
         k = state.model.head.out_features
         gaps = {}
         per_split = {
-            s: pooled_features(state.model, state.loaders[s], state.device)
+            s: collect_features(state.model, state.loaders[s], state.device)
             for s in ("train", "val")
         }
         for m in state.model.modalities:
             purity = {}
-            for split, (feats, labels) in per_split.items():
-                assign = MF.kmeans(MF.minmax_scale(feats[m]), k, self.options.kmeans_seed)
-                purity[split] = MF.cluster_purity(assign, labels)
+            for split, f in per_split.items():
+                assign = MF.kmeans(MF.minmax_scale(f.pooled[m]), k, self.options.kmeans_seed)
+                purity[split] = MF.cluster_purity(assign, f.labels)
             gaps[m] = abs(purity["train"] - purity["val"])
         return gaps
 
@@ -108,9 +92,10 @@ class DiagRelearn(Method):
             **{f"w_{m}": w for m, w in weights.items()},
         }
 
-    def state_dict(self) -> dict[str, Any]:
+    # -- exact resume (nn.Module.state_dict / load_state_dict call these) --------------------
+    def get_extra_state(self) -> dict[str, Any]:
         return {"initial": dict(self.initial), "reinits": self.reinits}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.initial = dict(state["initial"])
         self.reinits = int(state["reinits"])

@@ -103,9 +103,8 @@ class GBlending(Method):
         self.weights: dict[str, float] = {}
         self._estimated_at: int = -1
 
-    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+    def build(self, model: MultimodalModel) -> None:
         self.heads = ModalityClassifiers(model)
-        return [self.heads]
 
     def estimate(self, state: TrainState) -> dict[str, float]:
         """One G-Blending weight estimate with copies of the current model and classifiers."""
@@ -161,16 +160,10 @@ class GBlending(Method):
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         return {f"w_{k}": w for k, w in self.weights.items()}
 
-    def state_dict(self) -> dict[str, Any]:
-        assert self.heads is not None
-        return {
-            "heads": self.heads.state_dict(),
-            "weights": dict(self.weights),
-            "estimated_at": self._estimated_at,
-        }
+    # -- exact resume (the heads are submodules; nn.Module.state_dict calls these) ------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"weights": dict(self.weights), "estimated_at": self._estimated_at}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.heads is not None
-        self.heads.load_state_dict(state["heads"])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.weights = dict(state["weights"])
         self._estimated_at = int(state["estimated_at"])

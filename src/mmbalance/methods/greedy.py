@@ -18,7 +18,7 @@ The official code's running average of the second modality reads the *first* mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -96,12 +96,11 @@ class Greedy(Method):
                 f"needs encoders of one depth D >= that; got depths {sorted(depths)}"
             )
 
-    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+    def build(self, model: MultimodalModel) -> None:
         mods = model.modalities
         info = [model.encoders[m].feature_info(model.input_shapes[m]) for m in mods]
         for d in range(self.options.mmtm_from - 1, len(info[0])):
             self.mmtm[str(d)] = MMTM(info[0][d].channels, info[1][d].channels, self.options.ratio)
-        return [self.mmtm]
 
     def _forward(
         self, model: MultimodalModel, inputs: dict[str, Tensor], train: bool
@@ -174,7 +173,7 @@ class Greedy(Method):
             # (compute_BDR, lines 207-217, counts shared MMTM weights for both)
             bypass = [
                 p
-                for block in self.mmtm.values()
+                for block in cast("list[MMTM]", list(self.mmtm.values()))
                 for p in (*block.excite[j].parameters(), *block.squeeze.parameters())
                 if p.grad is not None
             ]
@@ -184,7 +183,7 @@ class Greedy(Method):
                 # one device-to-host transfer per group, not one per parameter
                 g, w = torch.stack(
                     [
-                        torch.stack([p.grad.pow(2).sum() for p in params]).sum(),
+                        torch.stack([cast(Tensor, p.grad).pow(2).sum() for p in params]).sum(),
                         torch.stack([p.pow(2).sum() for p in params]).sum(),
                     ]
                 ).tolist()
@@ -204,9 +203,9 @@ class Greedy(Method):
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         return self.means.pop()
 
-    def state_dict(self) -> dict[str, Any]:
+    # -- exact resume (the MMTM blocks are submodules; nn.Module.state_dict calls these) ------
+    def get_extra_state(self) -> dict[str, Any]:
         return {
-            "mmtm": self.mmtm.state_dict(),
             "main": list(self.main),
             "bypass": list(self.bypass),
             "averages": dict(self.averages),
@@ -215,8 +214,7 @@ class Greedy(Method):
             "remaining": self.remaining,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mmtm.load_state_dict(state["mmtm"])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.main, self.bypass = list(state["main"]), list(state["bypass"])
         self.averages = dict(state["averages"])
         self.updates = int(state["updates"])

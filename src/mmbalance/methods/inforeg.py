@@ -121,11 +121,9 @@ class InfoReg(Method):
     def _uses_heads(self, model: MultimodalModel) -> bool:
         return self.options.scores == "heads" or not model.fusion.splittable
 
-    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
-        if not self._uses_heads(model):
-            return []
-        self.heads = ModalityClassifiers(model)
-        return [self.heads]
+    def build(self, model: MultimodalModel) -> None:
+        if self._uses_heads(model):
+            self.heads = ModalityClassifiers(model)
 
     def _trace_weights(self, model: MultimodalModel) -> list[Tensor]:
         m = self.options.trace_modality or model.modalities[0]
@@ -187,11 +185,9 @@ class InfoReg(Method):
         out.update(k=self.k, fisher_trace=trace)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        heads = self.heads.state_dict() if self.heads is not None else None
-        return {"heads": heads, "traces": torch.tensor(self.traces)}
+    # -- exact resume (the heads are submodules; nn.Module.state_dict calls these) ------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"traces": torch.tensor(self.traces)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.heads is not None:
-            self.heads.load_state_dict(state["heads"])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.traces = [float(t) for t in state["traces"]]

@@ -73,11 +73,10 @@ class MLA(Method):
                 f"weight per modality ({', '.join(dims)})"
             )
 
-    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+    def build(self, model: MultimodalModel) -> None:
         dim = next(iter(model.encoders.values())).out_dim
         self.head = nn.Linear(dim, model.head.out_features)
         self.projection = torch.eye(dim)
-        return [self.head]
 
     def passes(self, model: MultimodalModel) -> list[str | None]:
         return list(model.modalities)
@@ -125,12 +124,10 @@ class MLA(Method):
         heads = model.unimodal_heads(features) if model.unimodal_heads is not None else None
         return ModelOutput(fused, features, heads, dict(zip(features, logits, strict=True)))
 
-    def state_dict(self) -> dict[str, Any]:
-        assert self.head is not None
-        return {"head": self.head.state_dict(), "projection": self.projection, "calls": self.calls}
+    # -- exact resume (the head is a submodule; nn.Module.state_dict calls these) -------------
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"projection": self.projection, "calls": self.calls}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.head is not None
-        self.head.load_state_dict(state["head"])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.projection = state["projection"]
         self.calls = int(state["calls"])

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmbalance import distributed as dist
 from mmbalance.methods.base import EpochMeans, Method, TrainState
@@ -73,9 +73,8 @@ class MMPareto(Method):
         self._grads: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
         self.means = EpochMeans()
 
-    def extra_modules(self, model: MultimodalModel) -> list[nn.Module]:
+    def build(self, model: MultimodalModel) -> None:
         self.heads = ModalityClassifiers(model)
-        return [self.heads]
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
@@ -91,8 +90,8 @@ class MMPareto(Method):
         # the trainer's backward of the summed loss (g_sum). One pass for L_mm over every
         # encoder, one per modality for L_m.
         flat = [p for m in mods for p in params[m]]
-        g_all = torch.autograd.grad(terms["ce"], flat, retain_graph=True, allow_unused=True)
-        g_all = [torch.zeros_like(p) if g is None else g for g, p in zip(g_all, flat, strict=True)]
+        raw = torch.autograd.grad(terms["ce"], flat, retain_graph=True, allow_unused=True)
+        g_all = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, flat, strict=True)]
         self._grads = {}
         start = 0
         for m in mods:
@@ -126,11 +125,3 @@ class MMPareto(Method):
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         return self.means.pop()
-
-    def state_dict(self) -> dict[str, Any]:
-        assert self.heads is not None
-        return {"heads": self.heads.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.heads is not None
-        self.heads.load_state_dict(state["heads"])

@@ -18,7 +18,7 @@ unimodal heads (per-modality accuracy) read the features before dropping.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ class OPM(Method):
 
     name = "opm"
     description = "OPM (TPAMI24): drop the dominant modality's features before fusion"
-    Options = OPMOptions
+    Options: ClassVar[type] = OPMOptions
     min_modalities = 2
 
     def __init__(self, options: Any = None) -> None:
@@ -147,7 +147,7 @@ class OPMOGM(OPM):
 
     name = "opm_ogm"
     description = "OPM&OGM (TPAMI24): feature dropping plus gradient modulation"
-    Options = OPMOGMOptions
+    Options: ClassVar[type] = OPMOGMOptions
     modifies_grads = True
 
     def __init__(self, options: Any = None) -> None:

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmbalance import distributed as dist
-from mmbalance.aim.functional import prototype_logits
 from mmbalance.errors import ConfigError
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import EpochMeans, Method, TrainState
-from mmbalance.models.base import eval_mode
+from mmbalance.methods.features import collect_features
+from mmbalance.methods.functional import prototype_logits
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
 
@@ -59,17 +59,12 @@ def class_means(
     model: MultimodalModel, loader: Any, num_classes: int, device: torch.device
 ) -> dict[str, Tensor]:
     """Mean pooled feature of every class, per modality (eval mode: no BN statistic updates)."""
-    sums: dict[str, Tensor] = {}
-    counts = torch.zeros(num_classes, device=device)
-    with eval_mode(model):
-        for batch in loader:
-            y = batch["label"].to(device)
-            feats, _ = model.encode({m: x.to(device) for m, x in batch["inputs"].items()})
-            counts += torch.bincount(y, minlength=num_classes)
-            for m, f in feats.items():
-                if m not in sums:
-                    sums[m] = torch.zeros(num_classes, f.shape[1], device=device)
-                sums[m].index_add_(0, y, f)
+    f = collect_features(model, loader, device, to_cpu=False)
+    counts = torch.bincount(f.labels, minlength=num_classes).float()
+    sums = {
+        m: torch.zeros(num_classes, x.shape[1], device=device).index_add_(0, f.labels, x)
+        for m, x in f.pooled.items()
+    }
     return {m: s / counts.clamp_min(1).unsqueeze(1) for m, s in sums.items()}
 
 
@@ -136,8 +131,9 @@ class PMR(Method):
         self._refresh(state, ema=state.epoch > 0)  # official: no blending after epoch 0
         return self.means.pop()
 
-    def state_dict(self) -> dict[str, Any]:
+    # -- exact resume (nn.Module.state_dict / load_state_dict call these) --------------------
+    def get_extra_state(self) -> dict[str, Any]:
         return {"prototypes": dict(self.prototypes)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         self.prototypes = dict(state["prototypes"])

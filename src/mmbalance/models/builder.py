@@ -93,7 +93,7 @@ def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -
             f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
         )
     entry = ENCODERS[kind]
-    cfg = from_dict(entry.config_cls, {**defaults, **options}, where)
+    cfg: Any = from_dict(entry.config_cls, {**defaults, **options}, where)
     return entry.factory(cfg, shape, where)
 
 

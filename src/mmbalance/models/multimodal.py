@@ -9,7 +9,9 @@ additionally expose the field's exact split of the fused logits (``split_logits`
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, ValuesView
 from dataclasses import dataclass
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -50,8 +52,28 @@ class UnimodalHeads(nn.Module):
         return {m: self.heads[m](f.detach()) for m, f in features.items() if m in self.heads}
 
 
+class EncoderDict(nn.ModuleDict):
+    """``nn.ModuleDict`` of :class:`BlockEncoder`: the same module, typed, so that
+    ``model.encoders[m].depth`` and ``.blocks`` are known to a type checker."""
+
+    def __getitem__(self, key: str) -> BlockEncoder:
+        return cast(BlockEncoder, super().__getitem__(key))
+
+    def values(self) -> ValuesView[BlockEncoder]:
+        return cast(ValuesView[BlockEncoder], super().values())
+
+    def items(self) -> ItemsView[str, BlockEncoder]:
+        return cast(ItemsView[str, BlockEncoder], super().items())
+
+    def __iter__(self) -> Iterator[str]:
+        return super().__iter__()
+
+
 class MultimodalModel(nn.Module):
     """Encoders keyed by modality name, a fusion, a linear head and optional unimodal heads."""
+
+    encoders: EncoderDict
+    head: nn.Linear
 
     def __init__(
         self,
@@ -65,7 +87,7 @@ class MultimodalModel(nn.Module):
         # Per-sample input shape of each modality, when known: what per-depth methods need to
         # make prototypes or probe shapes (``BlockEncoder.feature_info``).
         self.input_shapes = dict(input_shapes or {})
-        self.encoders = nn.ModuleDict(encoders)
+        self.encoders = EncoderDict(encoders)
         self.fusion = fusion
         self.head = head
         self.unimodal_heads = unimodal_heads

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -133,7 +134,7 @@ class ResNet18Encoder(BlockEncoder):
                 key = f"blocks.{int(stage) - 1}.{rest}"
             mapped[key] = value
         conv = mapped.get("stem.0.weight")
-        own = self.stem[0].weight
+        own = cast(nn.Conv2d, self.stem.get_submodule("0")).weight
         if conv is not None and conv.shape[1] != own.shape[1] and conv.shape[2:] == own.shape[2:]:
             mapped["stem.0.weight"] = conv.mean(dim=1, keepdim=True).repeat(1, own.shape[1], 1, 1)
         own_state = self.state_dict()

@@ -27,7 +27,8 @@ import torch
 
 from mmbalance.errors import CheckpointError, RunFolderError
 
-FORMAT_VERSION = 1
+# 2: a method's state is its nn.Module state_dict (1, before: a dict each method wrote by hand)
+FORMAT_VERSION = 2
 log = logging.getLogger("mmbalance")
 
 
@@ -181,6 +182,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable or corrupt: {err}") from err
+    if isinstance(obj, dict) and obj.get("format") == 1:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is of format 1, written before methods became modules; "
+            f"this mmbalance reads format {FORMAT_VERSION}. Train the run again, or read it "
+            "with the mmbalance commit that wrote it (git_commit in the run's meta.json)"
+        )
     if not isinstance(obj, dict) or obj.get("format") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not an mmbalance checkpoint of format {FORMAT_VERSION}"

@@ -42,7 +42,7 @@ def _deterministic_kernels() -> None:
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG's state, as tensors / plain data (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple (key, pos, has_gauss, gauss)
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -8,8 +8,10 @@ model, optimiser, scheduler, method state and every RNG, so ``resume`` continues
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 import sys
 import time
 from dataclasses import dataclass, field
@@ -82,13 +84,16 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.run_dir / "checkpoints"
         method.check(model, model.fusion.name)
-        # Modules a method adds (e.g. G-Blending's per-modality classifiers) train with the
-        # model's optimiser; the method saves their weights in its own state.
-        extra = torch.nn.ModuleList(method.extra_modules(model)).to(self.device)
-        self.trainable = [*model.parameters(), *extra.parameters()]
+        # The method is an nn.Module: the modules it makes in build() (e.g. G-Blending's
+        # per-modality classifiers) train with the model's optimiser; those it makes in setup()
+        # train with optimisers of its own (AIM's decoupler). Both are in its state_dict.
+        method.build(model)
+        method.to(self.device)
+        self.trainable = [*model.parameters(), *method.parameters()]
         self.optimizer = build_optimizer(self.trainable, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.train.epochs)
         method.setup(model, self.optimizer)
+        method.to(self.device)
         self.epoch = 0  # epochs completed
         self.step = 0
         self.best: dict[str, Any] | None = None  # {"epoch", "score"}
@@ -249,17 +254,19 @@ class Trainer:
             if output.unimodal_logits is not None:
                 # Heads read detached features: this term trains the heads and nothing else,
                 # so it is logged apart from the method's loss.
-                terms[UNIMODAL_HEADS_TERM] = sum(
+                heads = [
                     torch.nn.functional.cross_entropy(lg, batch["label"])
                     for lg in output.unimodal_logits.values()
-                )
+                ]
+                terms[UNIMODAL_HEADS_TERM] = functools.reduce(operator.add, heads)
                 loss = method_loss + terms[UNIMODAL_HEADS_TERM]
             if not torch.isfinite(loss):
                 self._fail_non_finite(epoch, i, terms)
             self.optimizer.zero_grad(set_to_none=True)
+            method.zero_grad(set_to_none=True)  # the modules it trains with its own optimisers
             loss.backward()
             if self.distributed:  # the global batch's gradient, before any method hook reads it
-                dist.average_gradients([*self.trainable, *method.synced_parameters()])
+                dist.average_gradients([*model.parameters(), *method.parameters()])
             method.on_after_backward(model, state)
             if self.config.optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.trainable, self.config.optim.grad_clip)

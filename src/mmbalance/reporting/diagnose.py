@@ -24,33 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmbalance.aim.functional import dam_alpha, prototype_logits
-from mmbalance.models.base import eval_mode
-
-
-@torch.no_grad()
-def depth_features(
-    model: Any, loader: Any, device: torch.device, limit: int
-) -> tuple[dict[str, list[Tensor]], Tensor]:
-    """Pooled block outputs ``{m: [features of depth d, ...]}`` and labels, up to ``limit``."""
-    feats: dict[str, list[list[Tensor]]] = {}
-    labels: list[Tensor] = []
-    seen = 0
-    for batch in loader:
-        for m, enc in model.encoders.items():
-            with eval_mode(enc):
-                inter = enc.forward_intermediates(batch["inputs"][m].to(device))
-            pooled = [enc.pool(h, inter.frames).float().cpu() for h in inter.outputs]
-            per_depth = feats.setdefault(m, [[] for _ in pooled])
-            for d, x in enumerate(pooled):
-                per_depth[d].append(x)
-        labels.append(batch["label"])
-        seen += batch["label"].numel()
-        if seen >= limit:
-            break
-    return {m: [torch.cat(x)[:limit] for x in v] for m, v in feats.items()}, torch.cat(labels)[
-        :limit
-    ]
+from mmbalance.methods.features import collect_features
+from mmbalance.methods.functional import dam_alpha, prototype_logits
 
 
 def prototype_scores(
@@ -101,8 +76,14 @@ def diagnose(run_dir: str | Path, checkpoint: str = "best", limit: int = 2000) -
     model.load_state_dict(state["model"])
     device = torch.device("cpu")
     model.to(device).eval()
-    train_f, y_train = depth_features(model, make_loader(data.train, config, False), device, limit)
-    val_f, y_val = depth_features(model, make_loader(data.val, config, False), device, limit)
+    train = collect_features(
+        model, make_loader(data.train, config, False), device, blocks=True, limit=limit
+    )
+    val = collect_features(
+        model, make_loader(data.val, config, False), device, blocks=True, limit=limit
+    )
+    assert train.blocks is not None and val.blocks is not None
+    train_f, y_train, val_f, y_val = train.blocks, train.labels, val.blocks, val.labels
     k = data.num_classes
     out: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": checkpoint, "modalities": {}}
     for m in train_f:

@@ -73,8 +73,8 @@ def _pyav(video: Path, frames_dir: Path, wav: Path | None, fps: float, rate: int
                 raise DataError(f"{str(video)!r} has no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks = []
-            for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
+            for sound in container.decode(audio=0):
+                for out in resampler.resample(sound):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import torch
 
 from mmbalance.data.base import DataSplits
-from mmbalance.data.clips import (
+from mmbalance.data.datasets.clips import (
     Clip,
     OnCorrupt,
     clip_splits,
@@ -37,8 +37,8 @@ from mmbalance.data.clips import (
     segment_indices,
     split_lists,
 )
-from mmbalance.data.media import load_frame_stack
-from mmbalance.data.vision import eval_transform, load_rgb, train_transform
+from mmbalance.data.media.audiovisual import load_frame_stack
+from mmbalance.data.media.vision import eval_transform, load_rgb, train_transform
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.structured import check_positive
 

@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from mmbalance.data.cremad import CLASSES as CREMAD_CLASSES
-from mmbalance.data.media import SpectrogramCache
+from mmbalance.data.datasets.cremad import CLASSES as CREMAD_CLASSES
+from mmbalance.data.media.audiovisual import SpectrogramCache
+from mmbalance.data.media.video import extract, pick_backend
 from mmbalance.data.splits import stratified_split
-from mmbalance.data.video import extract, pick_backend
 from mmbalance.errors import ConfigError, DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mkv", ".webm", ".mov", ".m4v")
@@ -154,7 +154,7 @@ def _split(jobs: list[Job], test_fraction: float, seed: int) -> dict[str, list[J
 
 
 def _listed_split(jobs: list[Job], src: Path) -> dict[str, list[Job]]:
-    from mmbalance.data.cremad import read_list
+    from mmbalance.data.datasets.cremad import read_list
 
     out = {}
     for split in ("train", "test"):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmbalance.data.base import DataSplits
-from mmbalance.data.clips import (
+from mmbalance.data.datasets.clips import (
     Clip,
     OnCorrupt,
     clip_splits,
@@ -38,7 +38,11 @@ from mmbalance.data.clips import (
     scan_layout,
     split_lists,
 )
-from mmbalance.data.media import ARRAY_SUFFIXES, AudioVisualOptions, audio_visual_loaders
+from mmbalance.data.media.audiovisual import (
+    ARRAY_SUFFIXES,
+    AudioVisualOptions,
+    audio_visual_loaders,
+)
 from mmbalance.errors import ConfigError
 from mmbalance.structured import check_positive
 

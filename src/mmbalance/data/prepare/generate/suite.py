@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from mmbalance.data.generate.digits import (
+from mmbalance.data.prepare.generate.digits import (
     DIGIT_SHAPE,
     SAMPLE_RATE,
     FrameStyle,
@@ -47,7 +47,7 @@ from mmbalance.data.generate.digits import (
     speech_clip,
     transcript,
 )
-from mmbalance.data.generate.espeak import speaker
+from mmbalance.data.prepare.generate.espeak import speaker
 from mmbalance.data.splits import stratified_split
 
 TEST_FRACTION = 0.3  # 60 of the 200 digits of every class
@@ -72,7 +72,7 @@ def load_sources(seed: int, per_class: int | None = None) -> Sources:
     ``per_class`` keeps only the first that many digits of every class (small test fixtures;
     the samples kept are generated exactly as in the full set).
     """
-    from mmbalance.data.mfeat import MFeatOptions, load_mfeat
+    from mmbalance.data.datasets.mfeat import MFeatOptions, load_mfeat
 
     views, labels, _ = load_mfeat(MFeatOptions(), ["pix", "fou"])
     plan = plan_utterances(labels, seed)

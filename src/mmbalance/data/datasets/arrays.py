@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbalance.data.npyfile import read_npy
+from mmbalance.data.media.npyfile import read_npy
 from mmbalance.errors import ConfigError, DataError
 
 

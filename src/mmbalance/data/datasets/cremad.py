@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmbalance.data.base import DataSplits
-from mmbalance.data.clips import (
+from mmbalance.data.datasets.clips import (
     Clip,
     OnCorrupt,
     clip_splits,
@@ -28,7 +28,7 @@ from mmbalance.data.clips import (
     require_root,
     scan_layout,
 )
-from mmbalance.data.media import AudioVisualOptions, audio_visual_loaders
+from mmbalance.data.media.audiovisual import AudioVisualOptions, audio_visual_loaders
 from mmbalance.errors import ConfigError
 
 CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # OGM-GE's class_dict order

@@ -195,8 +195,8 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
     import torch
 
     from mmbalance.config import load_config
-    from mmbalance.cost import flops_or_none
     from mmbalance.experiment import resume_experiment, run_experiment
+    from mmbalance.reporting.cost import flops_or_none
     from mmbalance.reporting.evaluation import evaluate_run
 
     run, experiment, threads = job
@@ -285,11 +285,11 @@ def aggregate(records: list[dict[str, Any]], modalities: list[str]) -> list[dict
                 )
             }
             for m in modalities:
-                pairs = [(_probe(a, m), _probe(b, m)) for a, b in paired]
-                if all(x is not None and y is not None for x, y in pairs):
+                pair_probes = [(_probe(a, m), _probe(b, m)) for a, b in paired]
+                both = [(x, y) for x, y in pair_probes if x is not None and y is not None]
+                if len(both) == len(pair_probes):
                     diffs[f"probe_acc_{m}"] = paired_interval(
-                        [x for x, _ in pairs],
-                        [y for _, y in pairs],  # type: ignore[misc]
+                        [x for x, _ in both], [y for _, y in both]
                     )
             row["vs_joint"] = diffs
         rows.append(row)

@@ -14,6 +14,7 @@ import base64
 import html
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from mmbalance.errors import ConfigError
-from mmbalance.plots import (
+from mmbalance.reporting.plots import (
     plot_aux_vs_original,
     plot_depth_imbalance,
     plot_modality_accuracy,
@@ -202,7 +203,8 @@ def build_report(folder: str | Path) -> Path:
     """Write ``folder/report/index.html`` (and PNGs); returns the page's path."""
     folder = Path(folder)
     if (folder / "results.json").is_file():
-        kind, body_fn = "comparison", _compare_body
+        kind = "comparison"
+        body_fn: Callable[[Path, Path], list[str]] = _compare_body
     elif (folder / "metrics.jsonl").is_file():
         kind, body_fn = "run", _run_body
     else:

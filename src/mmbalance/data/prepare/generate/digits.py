@@ -22,7 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from mmbalance.data.generate.espeak import Speaker
+from mmbalance.data.prepare.generate.espeak import Speaker
 
 # Languages whose eSpeak numerals differ from each other (zero..nine in six languages).
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "it", "nl")
@@ -141,9 +141,11 @@ def handwritten_frame(
         np.maximum(region, d, out=region)
     s = float(rng.uniform(*style.scale))
     img = _to_image(digit).resize(  # type: ignore[attr-defined]
-        (round(DIGIT_SHAPE[1] * s), round(DIGIT_SHAPE[0] * s)), Image.BILINEAR
+        (round(DIGIT_SHAPE[1] * s), round(DIGIT_SHAPE[0] * s)), Image.Resampling.BILINEAR
     )
-    img = img.rotate(float(rng.uniform(-style.rotation, style.rotation)), Image.BILINEAR, True)
+    img = img.rotate(
+        float(rng.uniform(-style.rotation, style.rotation)), Image.Resampling.BILINEAR, True
+    )
     glyph = np.asarray(img, np.float32)[:size, :size] / 255.0
     h, w = glyph.shape
     y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
@@ -181,7 +183,7 @@ def log_mel(wave: np.ndarray, bins: int, frames: int, shift_ms: float) -> np.nda
     ``kaldi_fbank``, padded or cut to ``frames``), scaled like the ``fbank`` recipe."""
     import torch
 
-    from mmbalance.data.audio import kaldi_fbank
+    from mmbalance.data.media.audio import kaldi_fbank
 
     x = torch.from_numpy(wave - wave.mean())
     fb = kaldi_fbank(x, SAMPLE_RATE, bins, shift_ms=shift_ms)

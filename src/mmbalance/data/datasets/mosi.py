@@ -24,9 +24,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from mmbalance.data.assemble import assemble_splits
 from mmbalance.data.base import DataSplits
-from mmbalance.data.safe_pickle import load_pickle
+from mmbalance.data.datasets.assemble import assemble_splits
+from mmbalance.data.media.safe_pickle import load_pickle
 from mmbalance.errors import ConfigError, DataError
 
 # MulT / MultiBench: "labels"; MMSA (Self-MM, ...): "regression_labels"

@@ -13,6 +13,7 @@ Each function returns the series it drew, so tests can check the plotted numbers
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ def plot_modality_accuracy(
     return series
 
 
+def _number(value: Any) -> float:
+    """A logged value as a float; NaN (a gap in the line) where an epoch did not log it."""
+    return math.nan if value is None or value == "" else float(value)
+
+
 def _save(fig: Any, out: Path, tight: bool = True) -> None:
     if tight:
         fig.tight_layout()
@@ -93,7 +99,7 @@ def plot_depth_imbalance(run_dir: Path, out: Path) -> Series:
     keys = sorted(k for k in rows[-1] if re.fullmatch(r"method_alpha_d\d+", k))
     if not keys:
         raise ConfigError(f"{str(run_dir)!r}: no per-depth alpha logged (not an AIM run)")
-    series = {k.removeprefix("method_alpha_"): [r.get(k) for r in rows] for k in keys}
+    series = {k.removeprefix("method_alpha_"): [_number(r.get(k)) for r in rows] for k in keys}
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in series.items():
         ax.plot([r["epoch"] + 1 for r in rows], values, label=f"depth {name[1:]}")

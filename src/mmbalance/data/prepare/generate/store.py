@@ -37,7 +37,7 @@ def generator_version(name: str) -> int:
 
 
 def generated_names() -> list[str]:
-    from mmbalance.data.generate.suite import WRITERS
+    from mmbalance.data.prepare.generate.suite import WRITERS
 
     return list(WRITERS)
 
@@ -89,7 +89,7 @@ def generate(
     """Write benchmark ``name`` into the new folder ``out`` (refused if it exists).
 
     ``per_class`` writes only the first that many digits of each class (test fixtures)."""
-    from mmbalance.data.generate.suite import WRITERS
+    from mmbalance.data.prepare.generate.suite import WRITERS
 
     if name not in WRITERS:
         raise ConfigError(f"generated dataset {name!r}: expected one of {', '.join(WRITERS)}")

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmbalance.data.audio import RECIPES, read_wav
-from mmbalance.data.clips import segment_indices
-from mmbalance.data.npyfile import read_npy
-from mmbalance.data.safe_pickle import load_pickle
-from mmbalance.data.vision import eval_transform, load_rgb, train_transform
+from mmbalance.data.datasets.clips import segment_indices
+from mmbalance.data.media.audio import RECIPES, read_wav
+from mmbalance.data.media.npyfile import read_npy
+from mmbalance.data.media.safe_pickle import load_pickle
+from mmbalance.data.media.vision import eval_transform, load_rgb, train_transform
 from mmbalance.errors import DataError
 from mmbalance.structured import check_positive, from_dict
 
@@ -85,7 +85,7 @@ class SpectrogramCache:
         cache_dir: str | Path | None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        self.recipe = from_dict(RECIPES[recipe_name], options, "data.options.audio_options")
+        self.recipe: Any = from_dict(RECIPES[recipe_name], options, "data.options.audio_options")
         self.dir: Path | None = None
         if cache_dir:
             cache_dir = Path(cache_dir).expanduser()

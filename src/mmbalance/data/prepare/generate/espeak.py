@@ -12,8 +12,8 @@ Determinism: eSpeak NG draws random numbers (seeded here per utterance through
 library (measured: the same word spoken twice in a row gives different samples; re-initialising
 does not reset it). So an utterance is a function of its text, voice, rate, pitch, seed *and of
 every utterance the process spoke before*. The generators therefore speak their clips in a
-fixed order in a fresh process (:func:`mmbalance.data.generate.store.generate`): the same files
-on every run and machine with the same eSpeak NG wheel.
+fixed order in a fresh process (:func:`mmbalance.data.prepare.generate.store.generate`): the
+same files on every run and machine with the same eSpeak NG wheel.
 """
 
 from __future__ import annotations

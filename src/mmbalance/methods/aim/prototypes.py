@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbalance.models.base import eval_mode, per_sample
+from mmbalance.models.base import BlockEncoder, eval_mode, per_sample
 from mmbalance.models.multimodal import MultimodalModel
 
 Distance = Literal["flat", "pooled"]
@@ -43,6 +43,7 @@ class AffineDecoder(nn.Module):
 
 
 class DepthAdaptivePrototypes(nn.Module):
+    ready: Tensor  # buffer: the class means have been fitted
     """``P~_0^m`` and ``Psi_dap^m`` for every modality, and the class means they are tied to."""
 
     def __init__(self, input_shapes: dict[str, tuple[int, ...]], num_classes: int) -> None:
@@ -128,7 +129,7 @@ class DepthAdaptivePrototypes(nn.Module):
         return out
 
 
-def represent(encoder: nn.Module, h: Tensor, frames: int, distance: Distance) -> Tensor:
+def represent(encoder: BlockEncoder, h: Tensor, frames: int, distance: Distance) -> Tensor:
     """A block output as one vector per sample, for prototype distances."""
     if distance == "pooled":
         return encoder.pool(h, frames)

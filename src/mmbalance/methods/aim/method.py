@@ -25,18 +25,18 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbalance import distributed as dist
-from mmbalance.aim import functional as AF
-from mmbalance.aim.blocks import call_with_weights
-from mmbalance.aim.decoupler import Decoupler
-from mmbalance.aim.prototypes import CentroidPrototypes, DepthAdaptivePrototypes, represent
 from mmbalance.errors import CapabilityError, ConfigError
+from mmbalance.methods import functional as AF
+from mmbalance.methods.aim.blocks import call_with_weights
+from mmbalance.methods.aim.decoupler import Decoupler
+from mmbalance.methods.aim.prototypes import CentroidPrototypes, DepthAdaptivePrototypes, represent
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
@@ -145,6 +145,17 @@ class LabelHeads(nn.Module):
         for m, enc in model.encoders.items():
             info = enc.feature_info(model.input_shapes[m])
             self.heads[m] = nn.ModuleList(nn.Linear(i.channels, num_classes) for i in info)
+
+    def head(self, m: str, d: int) -> nn.Linear:
+        """The linear head of block d (0-based) of modality m."""
+        return cast(nn.Linear, self.heads.get_submodule(f"{m}.{d}"))
+
+
+def _need(x: Tensor | None) -> Tensor:
+    """A product of the decoupler that this pass asked for (``Decoupled`` leaves the others
+    None)."""
+    assert x is not None
+    return x
 
 
 def _sub_batch(fraction: float, batch: int) -> int:
@@ -255,18 +266,10 @@ class AIM(Method):
             # One streaming pass over the (unshuffled) training split: Xbar^{m,k} of Eq. 4.
             self.dap.fit_class_means(state.loaders["train"], self.options.dap_init)
 
-    def _owned_modules(self) -> list[nn.Module]:
-        return [x for x in (self.decoupler, self.label_heads) if x is not None]
-
-    def synced_parameters(self) -> list[nn.Parameter]:
-        return [p for module in self._owned_modules() for p in module.parameters()]
-
     # -- per step ---------------------------------------------------------------------------
     def forward(
         self, model: MultimodalModel, batch: dict[str, Any], state: TrainState
     ) -> ModelOutput:
-        for module in self._owned_modules():
-            module.zero_grad(set_to_none=True)
         if self.dap is not None:
             # Eq. 6 with the current model: the prototypes are constants in every loss below.
             self._protos = self.dap.propagate(model, self.options.dap_distance)
@@ -288,7 +291,7 @@ class AIM(Method):
         AIM-label, the depth's linear head used as a constant."""
         enc = model.encoders[m]
         if self.label_heads is not None:
-            head = self.label_heads.heads[m][d]
+            head = self.label_heads.head(m, d)
             return F.linear(enc.pool(h, frames), head.weight.detach(), head.bias.detach())
         rep = represent(enc, h, frames, self.options.dap_distance)
         if self.centroids is not None:
@@ -327,7 +330,7 @@ class AIM(Method):
                 if self.centroids is not None:
                     updates.append((m, d, represent(enc, h.detach(), inter.frames, o.dap_distance)))
                 if self.label_heads is not None:
-                    head = self.label_heads.heads[m][d]
+                    head = self.label_heads.head(m, d)
                     step.label.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
                 if self.decoupler is None:
                     continue
@@ -374,7 +377,7 @@ class AIM(Method):
         n = _sub_batch(self.options.aux_batch_fraction, y.shape[0])
         aux_in = inp if self.options.aux_input_grad else inp.detach()
         aux_in = aux_in[: n * inter.frames]  # frames are folded into rows
-        aux_out = call_with_weights(block, {k: x.aux for k, x in dec.items()}, aux_in)
+        aux_out = call_with_weights(block, {k: _need(x.aux) for k, x in dec.items()}, aux_in)
         return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
 
     def _pdm(
@@ -397,13 +400,13 @@ class AIM(Method):
         )
         comp_in = inp.detach()[: n * frames]  # frames are folded into rows
         comp_out = call_with_weights(
-            block, {k: x.comp for k, x in dec.items()}, comp_in, detach_rest=True
+            block, {k: _need(x.comp) for k, x in dec.items()}, comp_in, detach_rest=True
         )
         _, l_g = AF.score_and_loss(self._logits(model, m, d, comp_out, frames, y[:n]), y[:n])
         params = dict(block.named_parameters())
         l_re = torch.stack(
             [
-                AF.reconstruction_loss(params[k].detach(), x.recon, o.recon_loss)
+                AF.reconstruction_loss(params[k].detach(), _need(x.recon), o.recon_loss)
                 for k, x in dec.items()
             ]
         ).mean()
@@ -517,22 +520,17 @@ class AIM(Method):
             return {}
         return {m: [AF.orthogonality(p) for p in ps] for m, ps in protos.items()}
 
-    # -- exact resume -----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    # -- exact resume ---------------------------------------------------------------------------
+    # DAP, the decoupler and AIM-label's heads are submodules (in nn.Module.state_dict); what
+    # is not a module travels as extra state.
+    def get_extra_state(self) -> dict[str, Any]:
         return {
-            "dap": self.dap.state_dict() if self.dap is not None else None,
-            "decoupler": self.decoupler.state_dict() if self.decoupler is not None else None,
-            "label_heads": self.label_heads.state_dict() if self.label_heads is not None else None,
             "centroids": self.centroids.state_dict() if self.centroids is not None else None,
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "dap_last": dict(self._dap_last),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("dap", "decoupler", "label_heads"):
-            module = getattr(self, name)
-            if module is not None:
-                module.load_state_dict(state[name])
+    def set_extra_state(self, state: dict[str, Any]) -> None:
         if self.centroids is not None:
             self.centroids.load_state_dict(state["centroids"])
         for k, opt in self.optimizers.items():

@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbalance.aim.blocks import decoupled_parameter_names
 from mmbalance.errors import CapabilityError
+from mmbalance.methods.aim.blocks import decoupled_parameter_names
 from mmbalance.models.multimodal import MultimodalModel
 
 DecouplerMode = Literal["rowwise", "layer"]
@@ -219,18 +219,20 @@ class Decoupler(nn.Module):
             for block in enc.blocks:
                 params = dict(block.named_parameters())
                 keyed = {n.replace(".", "__"): n for n in decoupled_parameter_names(block)}
-                layers = nn.ModuleDict(
-                    {
-                        k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, rescale)
-                        for k, n in keyed.items()
-                    }
-                )
+                layers = {
+                    k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, rescale)
+                    for k, n in keyed.items()
+                }
                 if init == "svd":
                     for k, n in keyed.items():
                         layers[k].init_from(params[n])
-                per_depth.append(layers)
+                per_depth.append(nn.ModuleDict(layers))
                 self.names[m].append(keyed)
             self.layers[m] = per_depth
+
+    def layer(self, m: str, d: int, key: str) -> LayerDecoupler:
+        """The decoupler of weight ``key`` (its name with ``.`` as ``__``) of block d of m."""
+        return cast(LayerDecoupler, self.layers.get_submodule(f"{m}.{d}.{key}"))
 
     def decouple(
         self,
@@ -247,7 +249,7 @@ class Decoupler(nn.Module):
         out = {}
         for key, name in self.names[m][d].items():
             w = params[name].detach() if detach_weights else params[name]
-            out[name] = self.layers[m][d][key](w, detach_params=detach_params, **kw)
+            out[name] = self.layer(m, d, key)(w, detach_params=detach_params, **kw)
         return out
 
     @torch.no_grad()
