@@ -93,7 +93,11 @@ def suite_section(name: str, data: dict[str, Any]) -> list[str]:
     seeds = sorted({r["seed"] for r in data["runs"]})
     labels = list(data["grid"]["methods"])
     done = {r["method"] for r in data["rows"]}
-    missing = [k for k in labels if k not in done]
+    # a label whose every run was refused (a capability: Greedy's MMTM pairs two modalities)
+    refused = {
+        r["label"]: r["failed"] for r in data["runs"] if "failed" in r and r["label"] not in done
+    }
+    missing = [k for k in labels if k not in done and k not in refused]
     lines = [
         f"### {name} (`src/mmbalance/configs/{name}.yaml`)",
         "",
@@ -108,6 +112,8 @@ def suite_section(name: str, data: dict[str, Any]) -> list[str]:
             f"Not yet measured (the grid resumes where it stopped): {', '.join(missing)}.",
             "",
         ]
+    for label, why in refused.items():
+        lines += [f"Cannot run on this benchmark: {label} ({why}).", ""]
     text = (RESULTS / f"suite_{name}.md").read_text()
     lines += [text.strip(), ""]
     lines += acceptance(data)

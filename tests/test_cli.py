@@ -182,6 +182,43 @@ def test_config_yaml_is_the_whole_config_and_reproduces_the_run(tmp_path: Path) 
     written = yaml.safe_load((run / "config.yaml").read_text())
     assert written["method"]["options"]["alpha"] == 0.3
     assert len(written["method"]["options"]) > 1  # the defaults too, not just what was given
+    # each encoder as built: 'auto' resolved from the sample shape, every option written
+    given = yaml.safe_load(cfg.read_text())["model"]
+    assert given["encoders"] == {}
+    for m, spec in written["model"]["encoders"].items():
+        assert spec["type"] == "mlp" and spec["hidden"] and "norm" in spec and "dropout" in spec, m
     again = tmp_path / "again"
     assert main(["train", "--config", str(run / "config.yaml"), "--out", str(again)]) == 0
     assert _rows(again) == _rows(run)
+
+
+def test_encoder_options_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    """A typo in an encoder option is refused at load (before any data is read), naming the
+    field; an encoder of another family for one modality does not inherit the base's options."""
+    from mmbalance.config import load_config
+    from mmbalance.errors import ConfigError
+
+    def load(model: dict) -> None:
+        path = tmp_path / "c.yaml"
+        cfg = tiny_config(tmp_path).to_dict()
+        cfg["model"].update(model)
+        path.write_text(yaml.safe_dump(cfg))
+        load_config(path)
+
+    with pytest.raises(ConfigError, match=r"model.encoder: unknown field\(s\) layer\b"):
+        load({"encoder": {"type": "transformer", "layer": 2}})
+    with pytest.raises(ConfigError, match=r"model.encoders.a: unknown field\(s\) widht for any"):
+        load({"encoders": {"a": {"widht": 0.5}}})
+    with pytest.raises(ConfigError, match=r"model.encoder.type: got 'cnn'; expected one of auto"):
+        load({"encoder": {"type": "cnn"}})
+    with pytest.raises(ConfigError, match=r"model.encoder.d_model"):
+        load({"encoder": {"type": "transformer", "d_model": 0}})
+    from mmbalance.models.builder import merge_encoder_specs
+
+    base = {"type": "transformer", "layers": 2}
+    assert merge_encoder_specs(base, {"type": "mlp"}) == {"type": "mlp"}
+    assert merge_encoder_specs(base, {"heads": 2}) == {**base, "heads": 2}
+    assert merge_encoder_specs({"type": "auto", "width": 0.5}, {"type": "resnet18"}) == {
+        "type": "resnet18",
+        "width": 0.5,
+    }

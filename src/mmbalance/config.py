@@ -109,6 +109,16 @@ class ModelConfig:
     unimodal_heads: bool = True  # light heads on detached features: per-modality accuracy
     pretrained: dict[str, str] = field(default_factory=dict)  # modality -> weights file
 
+    def validate(self, where: str) -> None:
+        """Every encoder mapping checked now (family, option names, values); ``auto`` and the
+        defaults are resolved when the data's shapes are known, and a run's config.yaml
+        records the result per modality (``model.encoders``)."""
+        from mmbalance.models.builder import check_encoder_spec
+
+        check_encoder_spec(self.encoder, f"{where}.encoder")
+        for m, spec in self.encoders.items():
+            check_encoder_spec(spec, f"{where}.encoders.{m}")
+
 
 def _resolved_data_options(name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
     """The dataset's options with every default filled in, so ``config.yaml`` holds the whole

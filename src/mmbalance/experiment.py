@@ -102,8 +102,15 @@ def new_run_dir(config: ExperimentConfig) -> Path:
 def write_run_files(
     run_dir: Path, config: ExperimentConfig, data: DataSplits, model: MultimodalModel
 ) -> None:
-    """Resolved config and provenance, written before training starts."""
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Resolved config and provenance, written before training starts. Each encoder is
+    written as built (``auto`` resolved, every default filled in) under ``model.encoders``."""
+    resolved = config.to_dict()
+    if model.encoder_specs:
+        resolved["model"]["encoders"] = {
+            **resolved["model"]["encoders"],
+            **{m: dict(s) for m, s in model.encoder_specs.items()},
+        }
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     meta = {
         "seed": config.seed,
         "world_size": dist.world_size(),  # processes sharing each global batch (torchrun)

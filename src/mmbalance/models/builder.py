@@ -7,6 +7,7 @@ image side is <= 64 px).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from mmbalance.models.mlp import MLPConfig, MLPEncoder
 from mmbalance.models.multimodal import MultimodalModel, UnimodalHeads
 from mmbalance.models.resnet import ResNet18Config, ResNet18Encoder
 from mmbalance.models.transformer import TransformerConfig, TransformerEncoder
-from mmbalance.structured import from_dict
+from mmbalance.structured import from_dict, init_fields
 
 
 def _resnet(cfg: ResNet18Config, shape: tuple[int, ...], where: str) -> BlockEncoder:
@@ -83,8 +84,41 @@ def resolve_encoder_type(kind: str, shape: tuple[int, ...]) -> tuple[str, dict[s
     return "resnet18", {"small_input": side <= 64, "width": 0.25 if side <= 64 else 1.0}
 
 
-def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> BlockEncoder:
-    """Build one encoder from its config mapping (``type`` plus that family's options)."""
+def check_encoder_spec(spec: Mapping[str, Any], where: str) -> None:
+    """Refuse an encoder mapping that no sample shape could build, before any data is read:
+    an unknown ``type``, an option the named family does not have (or, for ``auto``, that no
+    family has), a value out of range."""
+    options = dict(spec)
+    kind = options.pop("type", "auto")
+    if kind != "auto" and kind not in ENCODERS:
+        raise ConfigError(
+            f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
+        )
+    if kind != "auto":
+        from_dict(ENCODERS[kind].config_cls, options, where)
+        return
+    known = {f.name for e in ENCODERS.values() for f in dataclasses.fields(e.config_cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)} for any encoder (type: auto); "
+            f"allowed: {', '.join(sorted(known))}"
+        )
+
+
+def merge_encoder_specs(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """A modality's encoder mapping: ``model.encoders.<m>`` over ``model.encoder``. The base's
+    options carry over unless the modality names another encoder family (a transformer's
+    ``layers`` mean nothing to an MLP)."""
+    kinds = {base.get("type", "auto"), own.get("type", "auto")} - {"auto"}
+    if len(kinds) > 1:
+        return dict(own)
+    return {**base, **own}
+
+
+def resolve_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> tuple[str, Any]:
+    """``(family, its config)`` for a mapping and a sample shape: ``auto`` resolved, every
+    default filled in, values checked."""
     options = dict(spec)
     kind = options.pop("type", "auto")
     kind, defaults = resolve_encoder_type(kind, shape)
@@ -92,9 +126,13 @@ def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -
         raise ConfigError(
             f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
         )
-    entry = ENCODERS[kind]
-    cfg: Any = from_dict(entry.config_cls, {**defaults, **options}, where)
-    return entry.factory(cfg, shape, where)
+    return kind, from_dict(ENCODERS[kind].config_cls, {**defaults, **options}, where)
+
+
+def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> BlockEncoder:
+    """Build one encoder from its config mapping (``type`` plus that family's options)."""
+    kind, cfg = resolve_encoder(spec, shape, where)
+    return ENCODERS[kind].factory(cfg, shape, where)
 
 
 def build_model(
@@ -120,12 +158,15 @@ def build_model(
             f"the data has {', '.join(sorted(known))}"
         )
     encoders: dict[str, BlockEncoder] = {}
+    resolved: dict[str, dict[str, Any]] = {}
     for m, shape in shapes.items():
-        spec = {**model_cfg.encoder, **model_cfg.encoders.get(m, {})}
+        spec = merge_encoder_specs(model_cfg.encoder, model_cfg.encoders.get(m, {}))
         if m in model_cfg.pretrained:
             spec["pretrained"] = model_cfg.pretrained[m]
         where = f"model.encoders.{m}" if m in model_cfg.encoders else "model.encoder"
-        encoders[m] = build_encoder(spec, tuple(shape), where)
+        kind, cfg = resolve_encoder(spec, tuple(shape), where)
+        encoders[m] = ENCODERS[kind].factory(cfg, tuple(shape), where)
+        resolved[m] = {"type": kind, **init_fields(cfg)}
     dims = {m: e.out_dim for m, e in encoders.items()}
     fusion_name = model_cfg.fusion
     if fusion_name not in FUSIONS:
@@ -141,4 +182,8 @@ def build_model(
     init_weights(fusion)
     init_weights(head)
     heads = UnimodalHeads(dims, num_classes) if model_cfg.unimodal_heads else None
-    return MultimodalModel(encoders, fusion, head, heads, {m: tuple(s) for m, s in shapes.items()})
+    model = MultimodalModel(encoders, fusion, head, heads, {m: tuple(s) for m, s in shapes.items()})
+    # what each encoder was built from (auto resolved, defaults filled in): config.yaml of a run
+    # records it, so the run folder's config rebuilds this model whatever the shapes say
+    model.encoder_specs = resolved
+    return model

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, ValuesView
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -87,6 +87,8 @@ class MultimodalModel(nn.Module):
         # Per-sample input shape of each modality, when known: what per-depth methods need to
         # make prototypes or probe shapes (``BlockEncoder.feature_info``).
         self.input_shapes = dict(input_shapes or {})
+        # ``type`` and every option of each encoder, when built from a config (build_model)
+        self.encoder_specs: dict[str, dict[str, Any]] = {}
         self.encoders = EncoderDict(encoders)
         self.fusion = fusion
         self.head = head
