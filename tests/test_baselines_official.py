@@ -218,3 +218,30 @@ def test_gblending_copies_train_a_super_epoch_at_the_current_learning_rate(
     steps_per_copy = len(seen) // len({i for _, i in seen})
     batches = -(-len(gb.data.train) // gb.method.options.estimate_batch_size)
     assert steps_per_copy == 2 * batches  # super_epoch epochs, not one
+
+
+@pytest.mark.parametrize("optimiser", ["sgd", "adam", "adamw"])
+def test_gblending_copies_use_the_runs_optimiser_whatever_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, optimiser: str
+) -> None:
+    """The copies' optimiser is the run's kind with the run's settings. torch keeps entries in
+    ``defaults`` that the constructor refuses (AdamW's ``decoupled_weight_decay`` in 2.13):
+    copying them blindly crashed every AdamW run of G-Blending at its first estimate."""
+    optim = {"name": optimiser, "lr": 0.01, "weight_decay": 0.003}
+    gb = _trainer(tmp_path, "gblending", {"super_epoch": 1}, optim=optim)
+    made: list[torch.optim.Optimizer] = []
+    kind = type(gb.optimizer)
+    real_step = kind.step
+
+    def spy(self: torch.optim.Optimizer, *args: object, **kwargs: object) -> object:
+        if self is not gb.optimizer:  # a copy's optimiser
+            made.append(self)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(kind, "step", spy)
+    weights = gb.method.estimate(gb._state(0, 0, 1))
+    assert set(weights) == {"fused", "a", "b"}
+    assert made and all(type(o) is kind for o in made)
+    for o in made:
+        for key in ("lr", "weight_decay"):
+            assert o.defaults[key] == gb.optimizer.defaults[key], key

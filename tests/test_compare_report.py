@@ -224,3 +224,25 @@ def test_a_failing_run_is_reported_and_the_grid_goes_on(tmp_path: Path) -> None:
     assert "| joint |" in table and "| broken |" not in table
     assert "1 run(s) failed" in table and "broken seed 0:" in table and "'nope'" in table
     assert "Fig. 8" in build_report(out).read_text()
+
+
+def test_an_unexpected_error_in_one_run_does_not_stop_the_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one run (not a documented MMBalanceError) is recorded as that run's failure
+    with its traceback in the run folder; an unattended grid goes on with the others."""
+    import mmbalance.experiment
+    from mmbalance.reporting.compare import Run, run_one
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug in a method")
+
+    monkeypatch.setattr(mmbalance.experiment, "run_experiment", broken)
+    run = Run("joint", "joint", 0, (), tmp_path / "runs" / "joint" / "s0")
+    from mmbalance.config import shipped_config
+
+    record = run_one((run, str(shipped_config("mfeat_default.yaml")), 1))
+    assert record["label"] == "joint" and record["seed"] == 0
+    assert "unexpected TypeError: a bug in a method" in record["failed"]
+    trace = (run.run_dir / "error.log").read_text()
+    assert "Traceback" in trace and "a bug in a method" in trace

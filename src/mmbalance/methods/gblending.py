@@ -20,6 +20,7 @@ split (BalanceBenchmark's version estimates on test).
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,6 +91,14 @@ def _mean_losses(
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The settings a fresh optimiser of the same kind is built with: ``defaults`` less the
+    entries its constructor does not take (torch keeps bookkeeping there too, e.g. AdamW's
+    ``decoupled_weight_decay`` in torch 2.13, which ``AdamW(...)`` refuses)."""
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    return {k: v for k, v in optimizer.defaults.items() if k in accepted}
+
+
 class GBlending(Method):
     """Loss blending with weights from the overfitting-to-generalisation ratio."""
 
@@ -116,7 +125,7 @@ class GBlending(Method):
             model = copy.deepcopy(state.model)
             heads = copy.deepcopy(self.heads)
             params = [*model.parameters(), *heads.parameters()]
-            settings = dict(state.optimizer.defaults)
+            settings = optimizer_settings(state.optimizer)
             if o.estimate_lr == "current":  # where the schedule is now, not where it began
                 settings["lr"] = state.lr
             opt = type(state.optimizer)(params, **settings)

@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import time
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +224,16 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
             # table; the rest of the grid still runs. Not cached: a rerun tries it again.
             print(f"  {run.label} seed {run.seed}: FAILED: {err}", flush=True)
             return {**failed, "failed": str(err)}
+        except Exception as err:  # a bug in one run must not stop an unattended grid
+            trace = run.run_dir / "error.log"
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            trace.write_text(traceback.format_exc())
+            print(
+                f"  {run.label} seed {run.seed}: FAILED (unexpected {type(err).__name__}: "
+                f"{err}; traceback in {trace})",
+                flush=True,
+            )
+            return {**failed, "failed": f"unexpected {type(err).__name__}: {err} (see {trace})"}
         print(f"  {run.label} seed {run.seed}: {time.perf_counter() - t0:.0f}s", flush=True)
     if record_file.is_file():
         return dict(json.loads(record_file.read_text()))
