@@ -1,0 +1,73 @@
+"""Re-train one seed of a suite grid with the code as it is now and compare every logged number
+with the stored runs of ``benchmarks/runs/suite`` (what BENCHMARKS.md was built from): the check
+that a refactor changed nothing training computes.
+
+    python benchmarks/reproduce_check.py --benchmark vec --seed 0 --workers 2
+
+Runs with the thread count the stored runs used (``--workers 2`` on a 2-core machine: one
+thread each): CPU kernels reduce in thread-dependent orders, so another count drifts at the
+1e-7 level from the first step. Prints, per label, whether ``metrics.jsonl`` (every epoch's
+losses, accuracies and method diagnostics, timings left out), the selected epoch's val/test
+metrics and the post-hoc probes are identical, and the first differing columns where not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from common import ROOT
+
+from mmbalance.reporting.compare import compare, load_grid
+
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+
+
+def _rows(run: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith("time")} for r in rows]
+
+
+def compare_runs(new: Path, old: Path) -> str:
+    """One line: what is identical between a re-run and a stored run of the same cell."""
+    if not (old / "compare_record.json").is_file():
+        return "no stored run"
+    a, b = _rows(new), _rows(old)
+    ra = json.loads((new / "compare_record.json").read_text())
+    rb = json.loads((old / "compare_record.json").read_text())
+    same = {
+        "metrics": a == b,
+        "val/test": (ra["val"], ra["test"]) == (rb["val"], rb["test"]),
+        "probes": ra["evaluation"]["probe"] == rb["evaluation"]["probe"],
+    }
+    line = "  ".join(f"{k} {'identical' if v else 'DIFFER'}" for k, v in same.items())
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        cols = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
+        if cols:
+            return f"{line}  (first at epoch {i}: {', '.join(cols[:4])})"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmark", choices=sorted(NAMES), default="vec")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="labels of the grid (default: all)")
+    parser.add_argument("--out", default="/tmp/mmbalance-reproduce-check")
+    args = parser.parse_args()
+    grid = load_grid(ROOT / "suite" / f"grid_{args.benchmark}.yaml")
+    methods = {k: v for k, v in grid.methods.items() if not args.only or k in args.only}
+    grid = dataclasses.replace(grid, methods=methods, seeds=[args.seed], output_dir=args.out)
+    compare(grid, workers=args.workers)
+    stored = ROOT / "runs" / "suite" / NAMES[args.benchmark] / "runs"
+    for run in sorted(Path(args.out, "runs").iterdir()):
+        seed = f"s{args.seed}"
+        print(f"{run.name:24s} {compare_runs(run / seed, stored / run.name / seed)}")
+
+
+if __name__ == "__main__":
+    main()
