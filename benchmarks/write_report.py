@@ -10,6 +10,7 @@ from typing import Any
 
 from common import RESULTS, ROOT
 
+from mmbalance.methods import METHODS
 from mmbalance.reporting.stats import format_interval, paired_interval
 
 OUT = ROOT.parent / "BENCHMARKS.md"
@@ -93,10 +94,17 @@ def suite_section(name: str, data: dict[str, Any]) -> list[str]:
     seeds = sorted({r["seed"] for r in data["runs"]})
     labels = list(data["grid"]["methods"])
     done = {r["method"] for r in data["rows"]}
-    # a label whose every run was refused (a capability: Greedy's MMTM pairs two modalities)
-    refused = {
-        r["label"]: r["failed"] for r in data["runs"] if "failed" in r and r["label"] not in done
-    }
+    # a label the benchmark cannot run (a capability: Greedy's MMTM pairs two modalities)
+    refused = {}
+    mods = len(data.get("modalities") or [])
+    for label, spec in data["grid"]["methods"].items():
+        cls = METHODS.get(spec.get("name") or label)
+        limit = cls.max_modalities if cls is not None else None
+        if label not in done and limit is not None and mods > limit:
+            refused[label] = (
+                f"method {spec.get('name') or label!r} supports at most {limit} modalities; "
+                f"this benchmark has {mods}"
+            )
     missing = [k for k in labels if k not in done and k not in refused]
     lines = [
         f"### {name} (`src/mmbalance/configs/{name}.yaml`)",
