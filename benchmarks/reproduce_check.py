@@ -44,6 +44,8 @@ def compare_runs(new: Path, old: Path) -> str:
         "probes": ra["evaluation"]["probe"] == rb["evaluation"]["probe"],
     }
     line = "  ".join(f"{k} {'identical' if v else 'DIFFER'}" for k, v in same.items())
+    if not same["val/test"]:
+        line += f"  (test acc {ra['test']['test_acc']:.4f} vs {rb['test']['test_acc']:.4f} stored)"
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         cols = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
         if cols:

@@ -30,11 +30,13 @@ BASELINES = {
 }  # fmt: skip
 
 
-def _paired(runs: list[dict[str, Any]], label: str, key: Any) -> list[tuple[float, float]]:
-    """(label's value, joint's value) per seed both have, for ``key(record)``."""
+def _paired(
+    runs: list[dict[str, Any]], label: str, key: Any, other: str = "joint"
+) -> list[tuple[float, float]]:
+    """(label's value, other's value) per seed both have, for ``key(record)``."""
     mine = {r["seed"]: key(r) for r in runs if r["label"] == label and "failed" not in r}
-    joint = {r["seed"]: key(r) for r in runs if r["label"] == "joint" and "failed" not in r}
-    return [(mine[s], joint[s]) for s in sorted(mine) if s in joint]
+    them = {r["seed"]: key(r) for r in runs if r["label"] == other and "failed" not in r}
+    return [(mine[s], them[s]) for s in sorted(mine) if s in them]
 
 
 def _probe(m: str) -> Any:
@@ -82,9 +84,10 @@ def acceptance(data: dict[str, Any]) -> list[str]:
     ]
     if best is not None:
         aim_acc, best_acc = rows["aim"]["test_acc"][0], rows[best]["test_acc"][0]
+        vs_best = _ci(_paired(runs, "aim", lambda r: r["test"]["test_acc"], other=best))
         lines.append(
             f"| AIM >= the best baseline measured ({best}, {100 * best_acc:.2f}) | "
-            f"{100 * aim_acc:.2f} ({100 * (aim_acc - best_acc):+.2f}) | "
+            f"{100 * aim_acc:.2f}; AIM - {best} paired {format_interval(vs_best)} | "
             f"{ok(aim_acc >= best_acc)} |"
         )
     return [*lines, ""]

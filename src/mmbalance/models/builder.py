@@ -84,18 +84,23 @@ def resolve_encoder_type(kind: str, shape: tuple[int, ...]) -> tuple[str, dict[s
     return "resnet18", {"small_input": side <= 64, "width": 0.25 if side <= 64 else 1.0}
 
 
+def _family(kind: str, where: str) -> EncoderEntry:
+    """The registered encoder family ``kind`` (``auto`` already resolved), or a clear error."""
+    if kind not in ENCODERS:
+        raise ConfigError(
+            f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
+        )
+    return ENCODERS[kind]
+
+
 def check_encoder_spec(spec: Mapping[str, Any], where: str) -> None:
     """Refuse an encoder mapping that no sample shape could build, before any data is read:
     an unknown ``type``, an option the named family does not have (or, for ``auto``, that no
     family has), a value out of range."""
     options = dict(spec)
     kind = options.pop("type", "auto")
-    if kind != "auto" and kind not in ENCODERS:
-        raise ConfigError(
-            f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
-        )
     if kind != "auto":
-        from_dict(ENCODERS[kind].config_cls, options, where)
+        from_dict(_family(kind, where).config_cls, options, where)
         return
     known = {f.name for e in ENCODERS.values() for f in dataclasses.fields(e.config_cls)}
     unknown = sorted(set(options) - known)
@@ -122,11 +127,7 @@ def resolve_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str)
     options = dict(spec)
     kind = options.pop("type", "auto")
     kind, defaults = resolve_encoder_type(kind, shape)
-    if kind not in ENCODERS:
-        raise ConfigError(
-            f"{where}.type: got {kind!r}; expected one of auto, {', '.join(ENCODERS)}"
-        )
-    return kind, from_dict(ENCODERS[kind].config_cls, {**defaults, **options}, where)
+    return kind, from_dict(_family(kind, where).config_cls, {**defaults, **options}, where)
 
 
 def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> BlockEncoder:

@@ -9,7 +9,7 @@ additionally expose the field's exact split of the fused logits (``split_logits`
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, ValuesView
+from collections.abc import ItemsView, ValuesView
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -64,9 +64,6 @@ class EncoderDict(nn.ModuleDict):
 
     def items(self) -> ItemsView[str, BlockEncoder]:
         return cast(ItemsView[str, BlockEncoder], super().items())
-
-    def __iter__(self) -> Iterator[str]:
-        return super().__iter__()
 
 
 class MultimodalModel(nn.Module):
