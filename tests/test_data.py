@@ -88,6 +88,25 @@ def test_from_tensors_carves_disjoint_val_and_test_and_records_it() -> None:
     assert data.num_classes == 4 and data.shapes == {"a": (2,), "b": (3,)}
 
 
+def test_standardize_centres_a_feature_constant_in_training_instead_of_blowing_it_up() -> None:
+    from mmbalance.data.datasets.assemble import assemble_splits
+
+    # feature 0: z-scored by hand; feature 1: one-hot symbol never on in training, on at test
+    train_x = np.stack([np.array([1.0, 2.0, 3.0, 4.0] * 5), np.zeros(20)], axis=1)
+    test_x = np.array([[2.5, 1.0], [4.0, 0.0]])
+    data = assemble_splits(
+        ({"a": train_x}, np.arange(20) % 2),
+        val=({"a": test_x}, np.array([0, 1])),
+        test=({"a": test_x}, np.array([0, 1])),
+        standardize=True,
+    )
+    std0 = float(np.std(train_x[:, 0], ddof=1))  # 1.1471...
+    expected = [[(2.5 - 2.5) / std0, 1.0], [(4.0 - 2.5) / std0, 0.0]]
+    assert np.allclose(data.test.inputs["a"].numpy(), expected, atol=1e-6)  # not 1e6
+    assert np.allclose(data.train.inputs["a"][:, 1].numpy(), 0.0)
+    assert data.info["constant_features"] == {"a": 1}
+
+
 @pytest.mark.parametrize(
     ("inputs", "labels", "needle"),
     [

@@ -22,6 +22,22 @@ from mmbalance.errors import DataError
 ArrayPair = tuple[Mapping[str, Any], Any]
 
 
+def zscore_stats(x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Per-feature mean and scale of ``x [N, ...]`` for a z-score; the count of constant features.
+
+    A feature that takes one value on every training sample has no scale to divide by: it is
+    centred and left unscaled (scale 1, as scikit-learn's ``StandardScaler`` does). Dividing by
+    a clamped std instead (1e-6) turns a value never seen in training - a one-hot symbol absent
+    from the training split - into an input of 1e6 on validation and test samples.
+    """
+    mean = x.mean(0, keepdim=True)
+    constant = x.amax(0, keepdim=True) == x.amin(0, keepdim=True)
+    # near-constant (not constant) features keep a floor so the division stays finite
+    std = x.std(0, keepdim=True).clamp_min(1e-6)
+    scale = torch.where(constant, torch.ones_like(std), std)
+    return mean, scale, int(constant.sum())
+
+
 def _check(
     pair: ArrayPair, k: int | None, sources: Mapping[str, str] | None, split: str
 ) -> tuple[dict[str, Tensor], Tensor, int]:
@@ -69,7 +85,8 @@ def assemble_splits(
         train: ``({modality: array [N, ...]}, labels [N])``; all of it when val/test are None.
         val, test: optional given splits (same modalities and per-sample shapes).
         num_classes: K; default ``max label + 1`` over all given splits.
-        standardize: z-score every feature with the *training* split's mean and std.
+        standardize: z-score every feature with the *training* split's mean and std
+            (a feature constant in training is only centred: see :func:`zscore_stats`).
         sources: per split, the file each modality/labels came from (for error messages).
     """
     sources = sources or {}
@@ -108,10 +125,12 @@ def assemble_splits(
     check_same_shapes(shapes, x_val, "val")
     check_same_shapes(shapes, x_test, "test")
     if standardize:
+        constant: dict[str, int] = {}
         for m in x:
-            mean = x[m].mean(0, keepdim=True)
-            std = x[m].std(0, keepdim=True).clamp_min(1e-6)  # constant features stay finite
-            x[m], x_val[m], x_test[m] = ((v - mean) / std for v in (x[m], x_val[m], x_test[m]))
+            mean, scale, n_const = zscore_stats(x[m])
+            constant[m] = n_const
+            x[m], x_val[m], x_test[m] = ((v - mean) / scale for v in (x[m], x_val[m], x_test[m]))
+        info["constant_features"] = constant
     info.update(sizes={"train": len(y), "val": len(y_val), "test": len(y_test)})
     info["class_counts_train"] = torch.bincount(y, minlength=k).tolist()
     return DataSplits(
