@@ -21,3 +21,21 @@ def test_macro_f1_counts_a_present_but_never_predicted_class_as_zero() -> None:
     pred = torch.tensor([0, 0])
     # class 0: tp 1, support 1, predicted 2 -> 2/3; class 1: 0
     assert abs(macro_f1(pred, target, 2) - (2 / 3) / 2) < 1e-12
+
+
+def test_linear_probe_ignores_a_unit_dead_on_every_training_sample() -> None:
+    """A feature that is 0 on all training samples (a dead ReLU) carries nothing the probe can
+    learn; z-scored with a clamped std it became 1e6 on the test samples where it fires and
+    decided their class. Centred only, it leaves the probe's predictions to the live feature.
+    """
+    from mmbalance.reporting.evaluation import probe_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    y = {s: torch.arange(40) % 2 for s in ("train", "val", "test")}
+    features = {}
+    for s in ("train", "val", "test"):
+        live = (2.0 * y[s] - 1.0) + 0.1 * torch.randn(40, generator=gen)  # sign = class
+        dead = torch.zeros(40) if s == "train" else 3.0 * (torch.arange(40) % 4 == 0)
+        features[s] = torch.stack([live, dead], dim=1)
+    result = probe_accuracy(features, y, num_classes=2)
+    assert result["val_acc"] == 1.0 and result["test_acc"] == 1.0

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmbalance.data.standardize import zscore_stats
 from mmbalance.methods.features import collect_features
 from mmbalance.methods.functional import dam_alpha, prototype_logits
 
@@ -42,8 +43,8 @@ def prototype_scores(
 
 def probe_accuracy(train: Tensor, y_train: Tensor, val: Tensor, y_val: Tensor, k: int) -> float:
     """Validation accuracy of a linear probe fitted on the training features."""
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    xt, xv = (train - mean) / std, (val - mean) / std
+    mean, scale, _ = zscore_stats(train)
+    xt, xv = (train - mean) / scale, (val - mean) / scale
     torch.manual_seed(0)
     linear = torch.nn.Linear(xt.shape[1], k)
     opt = torch.optim.LBFGS(

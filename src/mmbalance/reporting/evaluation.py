@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmbalance.data.standardize import zscore_stats
+
 EVALUATION = "evaluation.json"
 TEST_PROBS = "evaluation_test_probs.npy"
 # L2 weights tried for the probe (sum over weights, added to the mean cross-entropy).
@@ -64,9 +66,8 @@ def probe_accuracy(
 
     ``features`` and ``labels`` hold the ``train``, ``val`` and ``test`` splits.
     """
-    mean = features["train"].mean(0)
-    std = features["train"].std(0).clamp_min(1e-6)
-    z = {s: (f - mean) / std for s, f in features.items()}
+    mean, scale, _ = zscore_stats(features["train"])
+    z = {s: (f - mean) / scale for s, f in features.items()}
     best: dict[str, float] | None = None
     threads = torch.get_num_threads()
     # These matmuls are tiny: one thread is 10-50x faster than several fighting over cores

@@ -17,25 +17,10 @@ from torch import Tensor
 
 from mmbalance.data.base import DataSplits, MultimodalTensorDataset, check_arrays, check_same_shapes
 from mmbalance.data.splits import stratified_split
+from mmbalance.data.standardize import zscore_stats
 from mmbalance.errors import DataError
 
 ArrayPair = tuple[Mapping[str, Any], Any]
-
-
-def zscore_stats(x: Tensor) -> tuple[Tensor, Tensor, int]:
-    """Per-feature mean and scale of ``x [N, ...]`` for a z-score; the count of constant features.
-
-    A feature that takes one value on every training sample has no scale to divide by: it is
-    centred and left unscaled (scale 1, as scikit-learn's ``StandardScaler`` does). Dividing by
-    a clamped std instead (1e-6) turns a value never seen in training - a one-hot symbol absent
-    from the training split - into an input of 1e6 on validation and test samples.
-    """
-    mean = x.mean(0, keepdim=True)
-    constant = x.amax(0, keepdim=True) == x.amin(0, keepdim=True)
-    # near-constant (not constant) features keep a floor so the division stays finite
-    std = x.std(0, keepdim=True).clamp_min(1e-6)
-    scale = torch.where(constant, torch.ones_like(std), std)
-    return mean, scale, int(constant.sum())
 
 
 def _check(
@@ -86,7 +71,8 @@ def assemble_splits(
         val, test: optional given splits (same modalities and per-sample shapes).
         num_classes: K; default ``max label + 1`` over all given splits.
         standardize: z-score every feature with the *training* split's mean and std
-            (a feature constant in training is only centred: see :func:`zscore_stats`).
+            (a feature constant in training is only centred: see
+            :func:`mmbalance.data.standardize.zscore_stats`).
         sources: per split, the file each modality/labels came from (for error messages).
     """
     sources = sources or {}
