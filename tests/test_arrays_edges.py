@@ -73,6 +73,24 @@ def test_a_clean_arrays_folder_validates_with_class_counts(
     assert main(["validate", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "no problems found" in out and "(0 " in out
+    assert "note:" not in out  # not standardised: nothing to say about constant features
+
+
+def test_validate_names_features_constant_in_training_when_standardizing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = np.random.default_rng(0).normal(size=(60, 3, 2))
+    a[:, 1, :] = 0.0  # a one-hot slot never used in training: 2 of 6 features constant
+    root = tmp_path / "d"
+    _folder(root / "train", _three_classes(), a=a)
+    test_a = np.random.default_rng(1).normal(size=(9, 3, 2))
+    _folder(root / "test", _three_classes(9), a=test_a)
+    options = {"root": str(root), "standardize": True}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "arrays", "options": options}}))
+    assert main(["validate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "note: modality 'a': 2 of 6 features take one value on every training sample" in out
 
 
 @pytest.mark.parametrize(

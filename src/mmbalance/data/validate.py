@@ -9,6 +9,7 @@ synthetic) are built with their usual checks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class ValidationReport:
     dataset: str
     problems: list[str] = field(default_factory=list)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> n
+    notes: list[str] = field(default_factory=list)  # worth knowing, not a problem
 
     @property
     def ok(self) -> bool:
@@ -37,6 +39,7 @@ class ValidationReport:
             total = sum(per_class.values())
             detail = ", ".join(f"{k} {v}" for k, v in per_class.items())
             lines.append(f"{split}: {total} samples ({detail})")
+        lines += [f"note: {n}" for n in self.notes]
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  - {p}" for p in self.problems[:200]]
@@ -255,4 +258,12 @@ def validate_data(cfg: Any) -> ValidationReport:
         labels = getattr(data, split).labels
         counts = [int((labels == k).sum()) for k in range(data.num_classes)]
         report.counts[split] = dict(zip(names, counts, strict=True))
+    for m, n in (data.info.get("constant_features") or {}).items():
+        if n:
+            size = math.prod(data.shapes[m])
+            report.notes.append(
+                f"modality {m!r}: {n} of {size} features take one value on every training "
+                "sample; standardize centres them without scaling (a value never seen in "
+                "training stays its own size on validation and test)"
+            )
     return report
