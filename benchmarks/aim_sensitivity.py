@@ -12,12 +12,14 @@ tables go to ``benchmarks/results/aim_sensitivity.json`` / ``.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from common import RESULTS, ROOT, machine
 
+from mmbalance.methods.aim.method import AIMOptions
 from mmbalance.reporting.compare import compare, grid_from_dict
 from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
 
@@ -97,6 +99,8 @@ def main() -> None:
         "machine": machine(),
         "benchmark": BENCHMARK,
         "seeds": args.seeds,
+        # the options every sweep holds fixed, so a table can never outlive its defaults unsaid
+        "aim_defaults": dataclasses.asdict(AIMOptions()),
         "sweeps": {k: sweep(k, args.seeds, args.workers) for k in args.sweeps},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -325,9 +325,16 @@ def main() -> None:
             f"Command: `{data['command']}`. Machine: {_machine(data['machine'])}. One option "
             "at a time, the others at their defaults; seeds "
             f"{', '.join(map(str, data['seeds']))}; test accuracy at the validation-selected "
-            "epoch. The defaults were those of that commit, with Eq. 14's alpha as written "
-            "(before `dam_normalize: true` became the default, docs/aim.md step 6); not re-run "
-            "since.",
+            "epoch. "
+            + (
+                "AIM's other options at the defaults of that commit (`lambda_mod` "
+                f"{d['lambda_mod']}, `dap_auto_scale` {d['dap_auto_scale']}, `start_epoch` "
+                f"{d['start_epoch']}, `latent_dim` {d['latent_dim']}, `dam_normalize` "
+                f"{str(d['dam_normalize']).lower()})."
+                if (d := data.get("aim_defaults"))
+                else "The defaults were those of that commit, with Eq. 14's alpha as written "
+                "(before `dam_normalize: true` became the default, docs/aim.md step 6)."
+            ),
             "",
             (RESULTS / "aim_sensitivity.md").read_text().strip(),
             "",
