@@ -90,6 +90,14 @@ def acceptance(data: dict[str, Any]) -> list[str]:
             f"{100 * aim_acc:.2f}; AIM - {best} paired {format_interval(vs_best)} | "
             f"{ok(aim_acc >= best_acc)} |"
         )
+    val = _paired(runs, "aim", lambda r: r["val"]["val_acc"])
+    mean_val = {k: 100 * sum(p[i] for p in val) / len(val) for k, i in (("aim", 0), ("joint", 1))}
+    lines += [
+        "",
+        f"Validation accuracy at the selected epoch (what the choice of AIM's defaults saw): "
+        f"AIM {mean_val['aim']:.2f}, joint {mean_val['joint']:.2f}, AIM - joint paired "
+        f"{format_interval(_ci(val))}.",
+    ]
     return [*lines, ""]
 
 

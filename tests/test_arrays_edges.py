@@ -84,6 +84,7 @@ def test_validate_names_features_constant_in_training_when_standardizing(
     root = tmp_path / "d"
     _folder(root / "train", _three_classes(), a=a)
     test_a = np.random.default_rng(1).normal(size=(9, 3, 2))
+    test_a[:5, 1, :] = 0.0  # 4 of the 9 test samples use the slot training never used
     _folder(root / "test", _three_classes(9), a=test_a)
     options = {"root": str(root), "standardize": True}
     cfg = tmp_path / "cfg.yaml"
@@ -91,6 +92,7 @@ def test_validate_names_features_constant_in_training_when_standardizing(
     assert main(["validate", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "note: modality 'a': 2 of 6 features take one value on every training sample" in out
+    assert "0 validation and 4 test sample(s) hold another value there" in out
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 
-def zscore_stats(x: Tensor) -> tuple[Tensor, Tensor, int]:
-    """Per-feature mean and scale of ``x [N, ...]`` for a z-score; the count of constant features.
+def zscore_stats(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-feature mean and scale of ``x [N, ...]`` for a z-score, and which features are constant.
 
     A feature that takes one value on every training sample has no scale to divide by: it is
     centred and left unscaled (scale 1, as scikit-learn's ``StandardScaler`` does). Dividing by
@@ -20,4 +20,4 @@ def zscore_stats(x: Tensor) -> tuple[Tensor, Tensor, int]:
     # near-constant (not constant) features keep a floor so the division stays finite
     std = x.std(0, keepdim=True).clamp_min(1e-6)
     scale = torch.where(constant, torch.ones_like(std), std)
-    return mean, scale, int(constant.sum())
+    return mean, scale, constant

@@ -258,12 +258,12 @@ def validate_data(cfg: Any) -> ValidationReport:
         labels = getattr(data, split).labels
         counts = [int((labels == k).sum()) for k in range(data.num_classes)]
         report.counts[split] = dict(zip(names, counts, strict=True))
-    for m, n in (data.info.get("constant_features") or {}).items():
-        if n:
-            size = math.prod(data.shapes[m])
+    for m, c in (data.info.get("constant_features") or {}).items():
+        if c["features"]:
             report.notes.append(
-                f"modality {m!r}: {n} of {size} features take one value on every training "
-                "sample; standardize centres them without scaling (a value never seen in "
-                "training stays its own size on validation and test)"
+                f"modality {m!r}: {c['features']} of {math.prod(data.shapes[m])} features take "
+                "one value on every training sample; standardize centres them without scaling; "
+                f"{c['val_samples']} validation and {c['test_samples']} test sample(s) hold "
+                "another value there, never seen in training"
             )
     return report

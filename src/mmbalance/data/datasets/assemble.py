@@ -111,11 +111,18 @@ def assemble_splits(
     check_same_shapes(shapes, x_val, "val")
     check_same_shapes(shapes, x_test, "test")
     if standardize:
-        constant: dict[str, int] = {}
+        constant: dict[str, dict[str, int]] = {}
         for m in x:
-            mean, scale, n_const = zscore_stats(x[m])
-            constant[m] = n_const
+            mean, scale, fixed = zscore_stats(x[m])
             x[m], x_val[m], x_test[m] = ((v - mean) / scale for v in (x[m], x_val[m], x_test[m]))
+            # centred and unscaled, a constant feature is 0 on every training sample: a sample
+            # with anything else there holds a value the model never saw in training
+            mask = fixed.flatten()
+            constant[m] = {
+                "features": int(mask.sum()),
+                "val_samples": int((x_val[m].flatten(1)[:, mask] != 0).any(1).sum()),
+                "test_samples": int((x_test[m].flatten(1)[:, mask] != 0).any(1).sum()),
+            }
         info["constant_features"] = constant
     info.update(sizes={"train": len(y), "val": len(y_val), "test": len(y_test)})
     info["class_counts_train"] = torch.bincount(y, minlength=k).tolist()
