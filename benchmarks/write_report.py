@@ -347,6 +347,22 @@ def main() -> None:
             (RESULTS / "aim_sensitivity.md").read_text().strip(),
             "",
         ]
+    tuning = RESULTS / "aim_tuning.json"
+    if tuning.is_file():
+        data = json.loads(tuning.read_text())
+        text = (RESULTS / "aim_tuning.md").read_text()
+        body = text[text.index("### ") :].strip()  # the tables; the intro is said here
+        lines += [
+            "## AIM's options on validation (tuning grids)",
+            "",
+            f"Command: `{data['command']}`. Machine: {_machine(data['machine'])}. Grids: "
+            "`benchmarks/tuning/aim_*.yaml`, seeds 0, 1, 2, validation accuracy at the "
+            "validation-selected epoch (the choice), test beside it for the record; "
+            "docs/aim.md step 7 reads it.",
+            "",
+            body,
+            "",
+        ]
     cost = RESULTS / "aim_cost.json"
     if cost.is_file():
         lines += cost_section(json.loads(cost.read_text()))

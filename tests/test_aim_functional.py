@@ -45,6 +45,11 @@ def test_eq12_weights_with_and_without_auxiliary_blocks() -> None:
     assert none is None and rho_only.tolist() == pytest.approx(
         [math.exp(-0.8) / z2, math.exp(-0.2) / z2]
     )
+    # a temperature T divides the scores: T = 0.1 puts 0.998 of the weight on the weaker block
+    sharp, _ = AF.pam_weights(s, temperature=0.1)
+    z3 = math.exp(-8.0) + math.exp(-2.0)
+    assert sharp.tolist() == pytest.approx([math.exp(-8.0) / z3, math.exp(-2.0) / z3])
+    assert sharp[1].item() > 0.997
 
 
 def test_eq11_pam_loss() -> None:
@@ -134,3 +139,18 @@ def test_normalized_alpha_keeps_the_depth_ratios_at_mean_one() -> None:
     mean = (0.5 + 1 / 9) / 3
     assert norm.tolist() == pytest.approx([0.5 / mean, (1 / 9) / mean, 0.0])
     assert float(norm.mean()) == pytest.approx(1.0)
+
+
+def test_bounded_modulation_caps_the_value_and_keeps_the_direction() -> None:
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    mod = (w**2).sum()  # 5, gradient 2w = [2, 4]
+    ce = torch.tensor(0.5, requires_grad=True)
+    out = AF.bounded_modulation(mod, ce, 2.0)  # limit 2 * 0.5 = 1 -> factor 1/5
+    assert float(out) == pytest.approx(1.0)
+    out.backward()
+    assert w.grad is not None and w.grad.tolist() == pytest.approx([0.4, 0.8])
+    assert ce.grad is None  # the bound is a constant of the step: CE's gradient is CE's own
+    # under the bound, or with no bound: unchanged
+    small = torch.tensor(0.3)
+    assert float(AF.bounded_modulation(small, torch.tensor(0.5), 2.0)) == pytest.approx(0.3)
+    assert float(AF.bounded_modulation(torch.tensor(7.0), torch.tensor(0.1), None)) == 7.0

@@ -477,3 +477,49 @@ def test_ce_to_encoders_scales_the_fused_ce_gradient_into_the_encoders_only(
     ce = F.cross_entropy(out.logits, batch["label"])
     for got, want in zip(_grads(ce, enc), _grads(ce_ref, enc), strict=True):
         assert torch.allclose(got, want)
+
+
+def test_mod_projection_removes_only_the_component_against_ce() -> None:
+    """``mod_projection``: the encoder's gradient g_ce + g_mod becomes g_ce + g_mod - k g_ce,
+    k = (g_mod . g_ce) / |g_ce|^2, where the dot product is negative; untouched otherwise."""
+
+    class TwoEncoders:
+        def __init__(self) -> None:
+            self.modalities = ["a", "b"]
+            self.params = {m: [torch.nn.Parameter(torch.zeros(2))] for m in self.modalities}
+
+        def modality_parameters(self, m: str) -> list[torch.nn.Parameter]:
+            return self.params[m]
+
+    model = TwoEncoders()
+    aim = AIM(AIMOptions(mod_projection=True))
+    g_ce = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([1.0, 0.0])}
+    g_mod = {"a": torch.tensor([-2.0, 3.0]), "b": torch.tensor([2.0, 3.0])}  # a conflicts
+    for m in model.modalities:
+        model.params[m][0].grad = g_ce[m] + g_mod[m]
+    aim._ce_grads = {m: [g_ce[m]] for m in model.modalities}
+    aim.on_after_backward(model, None)  # type: ignore[arg-type]
+    # a: k = -2 / 1 -> g_mod loses [-2, 0]: the sum is [1, 0] + [0, 3]
+    assert model.params["a"][0].grad.tolist() == pytest.approx([1.0, 3.0])
+    assert model.params["b"][0].grad.tolist() == pytest.approx([3.0, 3.0])  # agreed: kept
+    cos = aim.means.sums
+    assert cos["mod_ce_cos_a"] == pytest.approx(-2 / 13**0.5)
+    assert cos["mod_ce_cos_b"] == pytest.approx(2 / 13**0.5)
+    assert aim._ce_grads == {}  # used once
+
+
+def test_mod_projection_and_ce_bound_train(tmp_path: Path) -> None:
+    result = run_experiment(
+        tiny_config(
+            tmp_path,
+            method={
+                "name": "aim",
+                "options": {**AIM_FAST, "mod_projection": True, "mod_ce_bound": 1.0},
+            },
+            train={"epochs": 2},
+        ),
+        tmp_path / "run",
+    )
+    last = result.history[-1]
+    assert last["train_mod"] <= 1.0 * last["train_ce"] + 1e-6  # the bound, step by step
+    assert -1.0 <= last["method_mod_ce_cos_a"] <= 1.0

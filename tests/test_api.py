@@ -159,3 +159,18 @@ def test_the_python_api_trains_under_torchrun(tmp_path: Path) -> None:
         for k, v in r1.items():
             if isinstance(v, float):
                 assert r2[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+
+
+def test_a_run_on_in_memory_data_is_refused_by_what_rebuilds_data(tmp_path: Path) -> None:
+    """eval, resume and diagnose rebuild the data from config.yaml; a run trained on tensors
+    must say so, not rebuild the default dataset and fail on its modality names."""
+    from mmbalance.errors import ConfigError
+    from mmbalance.experiment import load_run_config, resume_experiment
+    from mmbalance.reporting.evaluation import evaluate_run
+
+    y = torch.arange(60) % 3
+    data = mb.from_tensors({"a": torch.randn(60, 4) + y[:, None], "b": torch.randn(60, 3)}, y)
+    run = mb.train(data, "joint", epochs=1, run_dir=tmp_path / "run").run_dir
+    for call in (load_run_config, evaluate_run, resume_experiment):
+        with pytest.raises(ConfigError, match=r"trained on data given in memory \('tensors'"):
+            call(run)

@@ -39,3 +39,44 @@ def test_linear_probe_ignores_a_unit_dead_on_every_training_sample() -> None:
         features[s] = torch.stack([live, dead], dim=1)
     result = probe_accuracy(features, y, num_classes=2)
     assert result["val_acc"] == 1.0 and result["test_acc"] == 1.0
+
+
+def test_fused_probe_reads_what_no_single_modality_holds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Class = 2 x (bit in modality a) + (bit in modality b): each modality alone can tell
+    two classes of four apart at best (50%), the two together all four. The fused probe (one
+    linear probe on the concatenated frozen features) must see that; the per-modality probes
+    must not."""
+    import numpy as np
+
+    from mmbalance.config import ExperimentConfig
+    from mmbalance.experiment import run_experiment
+    from mmbalance.reporting.evaluation import evaluate_run, fused_probe_accuracy
+
+    gen = np.random.default_rng(0)
+    y = np.arange(480) % 4
+    a = (2.0 * (y // 2) - 1.0)[:, None] + 0.1 * gen.standard_normal((480, 4))
+    b = (2.0 * (y % 2) - 1.0)[:, None] + 0.1 * gen.standard_normal((480, 4))
+    np.savez(tmp_path / "data.npz", a=a.astype("float32"), b=b.astype("float32"), labels=y)
+    config = ExperimentConfig.from_dict(
+        {
+            "data": {"name": "arrays", "options": {"root": str(tmp_path)}},
+            "method": {"name": "joint"},
+            "train": {"epochs": 2},
+        }
+    )
+    result = run_experiment(config, tmp_path / "run")
+    evaluation = evaluate_run(result.run_dir)
+    for m in ("a", "b"):
+        assert evaluation["probe"][m]["test_acc"] <= 0.6
+    fused = fused_probe_accuracy(result.run_dir)
+    assert fused == evaluation["fused_probe"]
+    assert fused["test_acc"] >= 0.95 and fused["val_acc"] >= 0.95
+    # a cache written before the fused probe existed is re-evaluated once, not trusted
+    cached = tmp_path / "run" / "evaluation.json"
+    import json
+
+    old = json.loads(cached.read_text())
+    del old["fused_probe"]
+    cached.write_text(json.dumps(old))
+    assert fused_probe_accuracy(result.run_dir) == fused
+    assert "fused_probe" in json.loads(cached.read_text())

@@ -202,7 +202,21 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: {path.name} is missing")
-    return load_config(path)
+    config = load_config(path)
+    # Every caller rebuilds the data from config.data (eval, resume, diagnose, cost). A run
+    # trained on data given in memory (mmbalance.from_tensors, or splits built by hand) keeps
+    # the default data section, which would rebuild another dataset and fail far from here.
+    meta = Path(run_dir) / "meta.json"
+    if meta.is_file():
+        trained_on = json.loads(meta.read_text()).get("data", {}).get("dataset")
+        if trained_on is not None and trained_on != config.data.name:
+            raise ConfigError(
+                f"{str(run_dir)!r}: trained on data given in memory ({trained_on!r}, "
+                f"meta.json), which config.yaml cannot rebuild (its data section names "
+                f"{config.data.name!r}); evaluate it in Python with the same splits, or save "
+                "the arrays in the arrays layout (docs/datasets.md) and train from a config"
+            )
+    return config
 
 
 def warn_thread_mismatch(run_dir: Path) -> str | None:

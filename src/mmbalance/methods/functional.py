@@ -297,17 +297,22 @@ def saturation(logits: Tensor, labels: Tensor, eps: float = 0.01) -> Tensor:
     return ((prob < eps) | (prob > 1 - eps)).float().mean()
 
 
-def pam_weights(s: Tensor, s_aux: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-    """Eq. 12: ``rho^m = exp(-s^m) / Z``, ``rho~^m = exp(-s~^m) / Z``.
+def pam_weights(
+    s: Tensor, s_aux: Tensor | None = None, temperature: float = 1.0
+) -> tuple[Tensor, Tensor | None]:
+    """Eq. 12: ``rho^m = exp(-s^m / T) / Z``, ``rho~^m = exp(-s~^m / T) / Z``.
 
-    ``Z = sum_m [exp(-s^m) + exp(-s~^m)]`` over the M original and M auxiliary blocks of one
-    depth. Without auxiliary blocks (the "w/o PAM" ablation) ``Z = sum_m exp(-s^m)``.
-    Lower performance -> larger weight. Inputs ``[M]``; outputs are detached ("fixed weight").
+    ``Z = sum_m [exp(-s^m / T) + exp(-s~^m / T)]`` over the M original and M auxiliary blocks
+    of one depth. Without auxiliary blocks (the "w/o PAM" ablation) ``Z = sum_m exp(-s^m / T)``.
+    Lower performance -> larger weight. ``T = 1`` is Eq. 12 as written; over scores in [0, 1]
+    it moves a weight by a factor e at most, so a smaller T is needed for Eq. 12 to do what the
+    paper says it does ("reducing the participation of high-performing original blocks in
+    dominant modalities"). Inputs ``[M]``; outputs are detached ("fixed weight").
     """
-    e = torch.exp(-s.detach())
+    e = torch.exp(-s.detach() / temperature)
     if s_aux is None:
         return e / e.sum(), None
-    e_aux = torch.exp(-s_aux.detach())
+    e_aux = torch.exp(-s_aux.detach() / temperature)
     z = e.sum() + e_aux.sum()
     return e / z, e_aux / z
 
@@ -343,6 +348,24 @@ def normalize_alpha(alpha: Tensor) -> Tensor:
 def modulation_loss(alpha: Tensor, depth_losses: Tensor) -> Tensor:
     """Eq. 15: ``L_mod = sum_d alpha_d L_d``."""
     return (alpha.detach() * depth_losses).sum()
+
+
+def bounded_modulation(mod: Tensor, ce: Tensor, bound: float | None) -> Tensor:
+    """``mod`` (the weighted ``lambda_mod * L_mod``) scaled so that its value is at most
+    ``bound`` times the fused cross-entropy ``ce``: ``mod * min(1, bound * ce / mod)``, the
+    factor a constant of the step (its direction, and Eqs. 11-15's weighting, unchanged).
+
+    Not in the paper, which gives no weight for ``L_mod`` beside CE. The prototype losses of
+    Eq. 10 use a temperature tied to the prototypes' spacing, so they do not fall as the
+    training split is fit: without a bound ``L_mod`` ends 50-150x the CE it modulates
+    (docs/aim.md). ``None``: no bound.
+    """
+    if bound is None:
+        return mod
+    limit = bound * ce.detach()
+    value = mod.detach()
+    factor = torch.where(value > limit, limit / value.clamp_min(1e-12), torch.ones_like(value))
+    return mod * factor
 
 
 def reconstruction_loss(weight: Tensor, reconstruction: Tensor, kind: str = "relative") -> Tensor:

@@ -9,6 +9,9 @@ Two things the per-epoch metrics cannot give:
   "the modality's accuracy inside the multimodal model" of the paper's Table I, measured the
   same way for every method and every fusion. The unimodal heads trained alongside the model
   (``test_acc_<m>`` in ``metrics.csv``) lag behind the features they read; the probe does not.
+- **a fused probe**: the same probe on every modality's features concatenated. Beside the
+  model's own test accuracy it says whether the trained fusion head uses what the encoders
+  hold: a fused probe well above the head means the features are better than the predictions.
 - **the test-split class probabilities** of the method's prediction, so late-fusion ensembles
   of separately trained models can be scored (the imbalance certificate).
 
@@ -129,20 +132,35 @@ def evaluate_run(run_dir: str | Path, refresh: bool = False) -> dict[str, Any]:
         trainer.load_weights(run_dir / "checkpoints" / "best.pt")
         splits = {s: _collect(trainer, s) for s in ("train", "val", "test")}
     labels = {s: v[1] for s, v in splits.items()}
+    modalities = list(splits["train"][0])
     probes = {
         m: probe_accuracy({s: v[0][m] for s, v in splits.items()}, labels, data.num_classes)
-        for m in splits["train"][0]
+        for m in modalities
     }
     test_probs = splits["test"][2]
-    result = {
+    result: dict[str, Any] = {
         "checkpoint": "best",
         "test_acc": float((test_probs.argmax(1) == labels["test"]).float().mean()),
         "probe": probes,
     }
+    if len(modalities) > 1:
+        concat = {s: torch.cat([v[0][m] for m in modalities], 1) for s, v in splits.items()}
+        result["fused_probe"] = probe_accuracy(concat, labels, data.num_classes)
     np.save(run_dir / TEST_PROBS, test_probs.numpy(), allow_pickle=False)
     np.save(run_dir / "evaluation_test_labels.npy", labels["test"].numpy(), allow_pickle=False)
     cached.write_text(json.dumps(result, indent=1))
     return result
+
+
+def fused_probe_accuracy(run_dir: str | Path) -> dict[str, float]:
+    """The fused probe of ``run_dir`` (``{"val_acc", "test_acc", "weight_decay"}``): from the
+    cached evaluation, re-evaluated once where the cache predates it."""
+    result = evaluate_run(run_dir)
+    if "fused_probe" not in result:
+        result = evaluate_run(run_dir, refresh=True)
+    if "fused_probe" not in result:
+        raise ValueError(f"{str(run_dir)!r}: a fused probe needs two or more modalities")
+    return dict(result["fused_probe"])
 
 
 def test_probabilities(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:

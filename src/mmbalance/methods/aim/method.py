@@ -49,10 +49,20 @@ class AIMOptions:
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
     lambda_mod: float = 3.0  # weight of L_mod beside CE in phase 2 (paper: not given)
+    # The phase-2 term lambda_mod * L_mod is scaled down to at most this multiple of the fused
+    # CE, step by step (AF.bounded_modulation). None: unbounded (the paper gives no bound).
+    mod_ce_bound: float | None = None
+    # Where L_mod's gradient on an encoder points against the fused CE's (negative dot product
+    # over the encoder's parameters), remove that component (a PCGrad-style projection, as
+    # MMPareto resolves its unimodal/multimodal conflict): the modulation may then only add to
+    # what CE asks of the encoder. One more backward pass of CE through the encoders per step.
+    mod_projection: bool = False
     # Share of the fused cross-entropy's gradient that reaches the encoders in phase 2 (the
     # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
     # L_mod" alone: 0.0 is that literal reading (encoders driven by L_mod only, the head by CE).
     ce_to_encoders: float = 1.0
+    # T of Eq. 12, rho = softmax(-s / T) over a depth's blocks; 1.0 is Eq. 12 as written
+    pam_temperature: float = 1.0
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
     # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
     prototypes: Literal["centroid", "dap"] = "centroid"
@@ -107,11 +117,20 @@ class AIMOptions:
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
         check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
+        if self.mod_ce_bound is not None:
+            check_positive(self.mod_ce_bound, f"{where}.mod_ce_bound")
         if not 0.0 <= self.ce_to_encoders <= 1.0:
             raise ConfigError(
                 f"{where}.ce_to_encoders: got {self.ce_to_encoders!r}; expected 0 <= share <= 1"
             )
-        for name in ("latent_dim", "decoupler_budget", "decoupler_lr", "dap_lr", "label_head_lr"):
+        for name in (
+            "pam_temperature",
+            "latent_dim",
+            "decoupler_budget",
+            "decoupler_lr",
+            "dap_lr",
+            "label_head_lr",
+        ):
             check_positive(getattr(self, name), f"{where}.{name}")
         check_positive(self.dap_steps, f"{where}.dap_steps", allow_zero=True)
         if self.dap_temperature != "auto":
@@ -208,6 +227,7 @@ class AIM(Method):
         self._protos: dict[str, list[Tensor]] | None = None
         self.means = EpochMeans()
         self._dap_last: dict[str, float] = {}
+        self._ce_grads: dict[str, list[Tensor]] = {}
 
     # -- construction -----------------------------------------------------------------------
     def check(self, model: MultimodalModel, fusion: str) -> None:
@@ -348,7 +368,9 @@ class AIM(Method):
             terms["label_heads"] = torch.stack(step.label).sum()
         mod, weights = self._modulation(step)
         if modulate:
-            terms["mod"] = o.lambda_mod * mod
+            terms["mod"] = AF.bounded_modulation(o.lambda_mod * mod, terms["ce"], o.mod_ce_bound)
+            if o.mod_projection:
+                self._ce_grads = self._encoder_grads(model, terms["ce"])
         self._record(mods, step, weights)
         return terms
 
@@ -423,7 +445,9 @@ class AIM(Method):
         weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
         rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
-            r, r_aux = AF.pam_weights(s[d], s_aux[d] if self.decoupler is not None else None)
+            r, r_aux = AF.pam_weights(
+                s[d], s_aux[d] if self.decoupler is not None else None, o.pam_temperature
+            )
             rho[d] = r
             if r_aux is not None:
                 rho_aux[d] = r_aux
@@ -459,6 +483,45 @@ class AIM(Method):
         for k, v in zip(names, scalars, strict=True):
             add(k, v)
         self.means.step()
+
+    @staticmethod
+    def _encoder_grads(model: MultimodalModel, loss: Tensor) -> dict[str, list[Tensor]]:
+        """The gradient of ``loss`` on each encoder's parameters (the graph is kept for the
+        trainer's backward of the summed loss)."""
+        mods = model.modalities
+        params = [p for m in mods for p in model.modality_parameters(m)]
+        raw = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
+        out, start = {}, 0
+        for m in mods:
+            n = len(model.modality_parameters(m))
+            out[m] = grads[start : start + n]
+            start += n
+        return out
+
+    @torch.no_grad()
+    def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
+        """``mod_projection``: per encoder, ``g = g_ce + g_mod`` with ``g_mod`` stripped of its
+        component along ``g_ce`` where the two conflict (``g_mod . g_ce < 0``)."""
+        if not self._ce_grads:
+            return
+        for m, g_ce in self._ce_grads.items():
+            params = model.modality_parameters(m)
+            g_ce = [dist.reduce_mean(g) for g in g_ce]  # DDP: the global batch's, like p.grad
+            total = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+            flat_ce = torch.cat([g.reshape(-1) for g in g_ce])
+            flat_mod = torch.cat([(t - g).reshape(-1) for t, g in zip(total, g_ce, strict=True)])
+            dot = flat_mod.dot(flat_ce)
+            norm = flat_ce.dot(flat_ce)
+            cos = dot / (flat_mod.norm() * flat_ce.norm()).clamp_min(1e-12)
+            self.means.add(f"mod_ce_cos_{m}", float(cos))
+            if dot >= 0 or norm == 0:
+                continue
+            k = dot / norm
+            for p, g in zip(params, g_ce, strict=True):
+                if p.grad is not None:
+                    p.grad.sub_(k * g)  # g_ce + (g_mod - k g_ce)
+        self._ce_grads = {}
 
     def on_step_end(self, state: TrainState) -> None:
         for name in ("decoupler", "label_heads"):

@@ -1,0 +1,121 @@
+"""AIM's tuning grids (``benchmarks/tuning/aim_*.yaml``): AIM's options against joint training
+on the suite's **validation** split, three seeds each, so that a default is chosen without
+looking at the test split (the test columns are printed beside, never used for the choice).
+
+Each grid runs through ``mmbalance compare`` (resumable), into ``benchmarks/runs/tuning/``;
+the table goes to ``benchmarks/results/aim_tuning.{json,md}``. Besides the accuracies it fits
+a **fused probe** (one linear classifier on all modalities' frozen features together, the
+probe of ``mmbalance.reporting.evaluation``): when it is well above the model's own head, the
+features hold more than the trained head uses.
+
+    python benchmarks/aim_tuning.py --benchmarks seq vec av --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from common import RESULTS, ROOT, machine
+
+from mmbalance.reporting.compare import compare, finished_records, load_grid
+from mmbalance.reporting.evaluation import fused_probe_accuracy
+from mmbalance.reporting.stats import format_interval, paired_interval
+
+GRIDS = ROOT / "tuning"
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+
+
+def _metric(record: dict[str, Any], key: str) -> float:
+    if key == "val":
+        return float(record["val"]["val_acc"])
+    if key == "test":
+        return float(record["test"]["test_acc"])
+    if key.startswith("fused_probe_"):
+        return float(record["fused_probe"][key[len("fused_probe_") :] + "_acc"])
+    return float(record["evaluation"]["probe"][key]["test_acc"])
+
+
+def rows_for(bench: str, workers: int, run: bool) -> dict[str, Any]:
+    """Run (or finish) one grid and tabulate it, paired by seed with its joint rows."""
+    import dataclasses
+
+    grid = load_grid(GRIDS / f"aim_{bench}.yaml")
+    grid = dataclasses.replace(grid, output_dir=str(ROOT / "runs" / "tuning" / NAMES[bench]))
+    if run:
+        compare(grid, workers=workers)
+    records = finished_records(grid)
+    for r in records:  # the fused probe is cached in the run folder, like the per-modality ones
+        r["fused_probe"] = fused_probe_accuracy(r["run_dir"])
+    by_label: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in records:
+        by_label.setdefault(r["label"], {})[int(r["seed"])] = r
+    joint = by_label.get("joint", {})
+    modalities = sorted(next(iter(records))["evaluation"]["probe"]) if records else []
+    keys = ["val", "test", "fused_probe_val", "fused_probe_test", *modalities]
+    out: dict[str, Any] = {"labels": {}, "modalities": modalities}
+    for label, seeds in by_label.items():
+        paired = sorted(s for s in seeds if s in joint)
+        entry: dict[str, Any] = {"seeds": sorted(seeds)}
+        for k in keys:
+            vals = [_metric(seeds[s], k) for s in sorted(seeds)]
+            entry[k] = sum(vals) / len(vals)
+            if label != "joint" and len(paired) >= 2:
+                entry[f"{k}_vs_joint"] = paired_interval(
+                    [_metric(seeds[s], k) for s in paired], [_metric(joint[s], k) for s in paired]
+                )
+        out["labels"][label] = entry
+    return out
+
+
+def markdown(bench: str, table: dict[str, Any]) -> str:
+    mods = table["modalities"]
+    head = (
+        "| configuration | seeds | **val acc** | val − joint | fused probe val | test acc | "
+        "test − joint | " + " | ".join(f"{m} probe − joint" for m in mods) + " |"
+    )
+    lines = [f"### {NAMES[bench]}", "", head, "|" + "---|" * (7 + len(mods))]
+    for label, e in table["labels"].items():
+
+        def diff(k: str, entry: dict[str, Any] = e) -> str:
+            d = entry.get(f"{k}_vs_joint")
+            return format_interval(d) if d else ""
+
+        lines.append(
+            f"| {label} | {len(e['seeds'])} | {100 * e['val']:.2f} | {diff('val')} | "
+            f"{100 * e['fused_probe_val']:.2f} | {100 * e['test']:.2f} | {diff('test')} | "
+            + " | ".join(diff(m) for m in mods)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--benchmarks", nargs="+", choices=list(NAMES), default=list(NAMES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-run", action="store_true", help="tabulate finished runs only")
+    args = parser.parse_args()
+    path = RESULTS / "aim_tuning.json"
+    payload: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for bench in args.benchmarks:
+        payload[NAMES[bench]] = rows_for(bench, args.workers, not args.no_run)
+    payload["machine"] = machine()
+    payload["command"] = "python benchmarks/aim_tuning.py --benchmarks seq vec av --workers 2"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1))
+    intro = (
+        "AIM's options against joint training on the **validation** split (accuracy at the "
+        "validation-selected epoch, mean over seeds; differences paired by seed, mean [95% CI], "
+        "points). Choices are made on the validation columns; the test columns are for the "
+        "record. Fused probe: one linear probe on every modality's frozen features together.\n\n"
+        f"`{payload['command']}`\n\n"
+    )
+    tables = [markdown(b, payload[NAMES[b]]) for b in NAMES if NAMES[b] in payload]
+    (RESULTS / "aim_tuning.md").write_text(intro + "\n".join(tables))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
