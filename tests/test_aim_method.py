@@ -523,3 +523,24 @@ def test_mod_projection_and_ce_bound_train(tmp_path: Path) -> None:
     last = result.history[-1]
     assert last["train_mod"] <= 1.0 * last["train_ce"] + 1e-6  # the bound, step by step
     assert -1.0 <= last["method_mod_ce_cos_a"] <= 1.0
+
+
+def test_mod_depths_leaves_the_other_depths_out_of_eq15() -> None:
+    from mmbalance.errors import ConfigError
+    from mmbalance.methods import functional as AF
+    from mmbalance.methods.aim.method import _Step
+
+    step = _Step(depth=2, modalities=2, device=torch.device("cpu"))
+    step.s = torch.tensor([[0.2, 0.6], [0.4, 0.5]])
+    step.losses = [[torch.tensor(1.0), torch.tensor(2.0)], [torch.tensor(3.0), torch.tensor(1.0)]]
+    rho2, _ = AF.pam_weights(step.s[1])
+    depth2 = float((rho2 * torch.tensor([3.0, 1.0])).sum())
+    alpha2 = float(AF.dam_alpha(step.s)[1])
+    for normalize, weight in ((True, 1.0), (False, alpha2)):  # normalised over depth 2 alone
+        method = AIM(AIMOptions(pam=False, dam_normalize=normalize, mod_depths=[2]))
+        loss, weights = method._modulation(step)
+        assert float(loss) == pytest.approx(weight * depth2)
+        assert torch.allclose(weights["alpha"], AF.dam_alpha(step.s))  # logged as Eq. 14
+    for bad in ([], [0]):
+        with pytest.raises(ConfigError, match="mod_depths"):
+            AIMOptions(mod_depths=bad).validate("method.options")

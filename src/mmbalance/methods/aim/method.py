@@ -57,6 +57,9 @@ class AIMOptions:
     # MMPareto resolves its unimodal/multimodal conflict): the modulation may then only add to
     # what CE asks of the encoder. One more backward pass of CE through the encoders per step.
     mod_projection: bool = False
+    # 1-based depths whose L_d enter Eq. 15 (normalised over these with dam_normalize); None:
+    # every depth, as the paper. For locating which depth's modulation helps or hurts.
+    mod_depths: list[int] | None = None
     # Share of the fused cross-entropy's gradient that reaches the encoders in phase 2 (the
     # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
     # L_mod" alone: 0.0 is that literal reading (encoders driven by L_mod only, the head by CE).
@@ -117,6 +120,13 @@ class AIMOptions:
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
         check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
+        if self.mod_depths is not None and (
+            not self.mod_depths or any(int(d) < 1 for d in self.mod_depths)
+        ):
+            raise ConfigError(
+                f"{where}.mod_depths: got {self.mod_depths!r}; expected a non-empty list of "
+                "block depths counted from 1, or null"
+            )
         if self.mod_ce_bound is not None:
             check_positive(self.mod_ce_bound, f"{where}.mod_ce_bound")
         if not 0.0 <= self.ce_to_encoders <= 1.0:
@@ -442,7 +452,14 @@ class AIM(Method):
         depth = s.shape[0]
         alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=s.device)
         # logged as Eq. 14 defines it (Fig. 6); the normalised weights only enter Eq. 15
-        weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
+        if o.mod_depths is not None:  # the other depths leave Eq. 15 (a diagnostic option)
+            keep = torch.zeros(depth, device=s.device)
+            keep[[d - 1 for d in o.mod_depths if d <= depth]] = 1.0
+            alpha_in = alpha * keep
+            weight = alpha_in / (alpha_in.sum() / keep.sum()).clamp_min(1e-12)
+            weight = weight if o.dam and o.dam_normalize else alpha_in
+        else:
+            weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
         rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
             r, r_aux = AF.pam_weights(
