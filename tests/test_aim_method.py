@@ -544,3 +544,9 @@ def test_mod_depths_leaves_the_other_depths_out_of_eq15() -> None:
     for bad in ([], [0]):
         with pytest.raises(ConfigError, match="mod_depths"):
             AIMOptions(mod_depths=bad).validate("method.options")
+
+
+def test_mod_depths_beyond_the_encoders_is_refused(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, method={"name": "aim", "options": {"mod_depths": [3]}})
+    with pytest.raises(CapabilityError, match=r"mod_depths \[3\] names a depth beyond"):
+        run_experiment(config, tmp_path / "run")

@@ -339,10 +339,16 @@ def dam_alpha(s: Tensor) -> Tensor:
     return std / mean.clamp_min(1e-12)
 
 
-def normalize_alpha(alpha: Tensor) -> Tensor:
+def normalize_alpha(alpha: Tensor, keep: Tensor | None = None) -> Tensor:
     """``alpha_d / mean_d alpha_d`` (``dam_normalize``): Eq. 14's relative weighting of the
-    depths, with mean 1 so that ``lambda_mod`` alone sets the strength of Eq. 15."""
-    return alpha / alpha.mean().clamp_min(1e-12)
+    depths, with mean 1 so that ``lambda_mod`` alone sets the strength of Eq. 15.
+
+    ``keep`` (0/1 per depth, AIM's ``mod_depths``): the other depths get weight 0 and the mean
+    is taken over the kept ones."""
+    if keep is None:
+        return alpha / alpha.mean().clamp_min(1e-12)
+    kept = alpha * keep
+    return kept / (kept.sum() / keep.sum()).clamp_min(1e-12)
 
 
 def modulation_loss(alpha: Tensor, depth_losses: Tensor) -> Tensor:

@@ -249,6 +249,12 @@ class AIM(Method):
                 f"compares modalities depth by depth); got {depths}. Set the encoders' depth "
                 "(resnet18: 4; transformer: layers; mlp: len(hidden)) to one value."
             )
+        depth = next(iter(depths.values()))
+        if self.options.mod_depths is not None and max(self.options.mod_depths) > depth:
+            raise CapabilityError(
+                f"method 'aim': mod_depths {self.options.mod_depths} names a depth beyond the "
+                f"encoders' {depth} blocks; expected depths from 1 to {depth}"
+            )
         missing = [m for m in model.modalities if m not in model.input_shapes]
         if missing:
             raise CapabilityError(
@@ -452,14 +458,14 @@ class AIM(Method):
         depth = s.shape[0]
         alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=s.device)
         # logged as Eq. 14 defines it (Fig. 6); the normalised weights only enter Eq. 15
+        keep: Tensor | None = None
         if o.mod_depths is not None:  # the other depths leave Eq. 15 (a diagnostic option)
             keep = torch.zeros(depth, device=s.device)
-            keep[[d - 1 for d in o.mod_depths if d <= depth]] = 1.0
-            alpha_in = alpha * keep
-            weight = alpha_in / (alpha_in.sum() / keep.sum()).clamp_min(1e-12)
-            weight = weight if o.dam and o.dam_normalize else alpha_in
+            keep[[d - 1 for d in o.mod_depths]] = 1.0
+        if o.dam and o.dam_normalize:
+            weight = AF.normalize_alpha(alpha, keep)
         else:
-            weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
+            weight = alpha if keep is None else alpha * keep
         rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
             r, r_aux = AF.pam_weights(
