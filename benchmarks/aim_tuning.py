@@ -14,7 +14,9 @@ features hold more than the trained head uses.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+from pathlib import Path
 from typing import Any
 
 from common import RESULTS, ROOT, machine
@@ -35,6 +37,19 @@ def _metric(record: dict[str, Any], key: str) -> float:
     if key.startswith("fused_probe_"):
         return float(record["fused_probe"][key[len("fused_probe_") :] + "_acc"])
     return float(record["evaluation"]["probe"][key]["test_acc"])
+
+
+def gradient_cosines(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per modality, the epoch means of ``mod_ce_cos_<m>`` (logged by ``mod_projection``:
+    cosine of L_mod's and CE's gradient on the encoder) over every seed: mean, min, max."""
+    values: dict[str, list[float]] = {}
+    for r in records:
+        with (Path(r["run_dir"]) / "metrics.csv").open() as fh:
+            for row in csv.DictReader(fh):
+                for k, v in row.items():
+                    if k.startswith("method_mod_ce_cos_") and v not in ("", None):
+                        values.setdefault(k[len("method_mod_ce_cos_") :], []).append(float(v))
+    return {m: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)} for m, v in values.items()}
 
 
 def rows_for(bench: str, workers: int, run: bool) -> dict[str, Any]:
@@ -65,6 +80,9 @@ def rows_for(bench: str, workers: int, run: bool) -> dict[str, Any]:
                 entry[f"{k}_vs_joint"] = paired_interval(
                     [_metric(seeds[s], k) for s in paired], [_metric(joint[s], k) for s in paired]
                 )
+        cosines = gradient_cosines(list(seeds.values()))
+        if cosines:
+            entry["mod_ce_cos"] = cosines
         out["labels"][label] = entry
     return out
 
@@ -87,6 +105,39 @@ def markdown(bench: str, table: dict[str, Any]) -> str:
             f"{100 * e['fused_probe_val']:.2f} | {100 * e['test']:.2f} | {diff('test')} | "
             + " | ".join(diff(m) for m in mods)
             + " |"
+        )
+    for label, e in table["labels"].items():
+        if "mod_ce_cos" in e:
+            lines.append(
+                f"\n`{label}`: cosine of L_mod's and CE's gradient on each encoder, epoch means "
+                "over every seed, mean (min, max): "
+                + ", ".join(
+                    f"{m} {c['mean']:.2f} ({c['min']:.2f}, {c['max']:.2f})"
+                    for m, c in e["mod_ce_cos"].items()
+                )
+            )
+    return "\n".join(lines) + "\n"
+
+
+def suite_means(payload: dict[str, Any]) -> str:
+    """Mean validation accuracy over the benchmarks, for the settings every grid ran."""
+    tables = [payload[n] for n in NAMES.values() if n in payload]
+    if len(tables) < 2:
+        return ""
+    common = [k for k in tables[0]["labels"] if all(k in t["labels"] for t in tables)]
+    names = [n for n in NAMES.values() if n in payload]
+    lines = [
+        "### Mean over the benchmarks (validation)",
+        "",
+        "| configuration | " + " | ".join(names) + " | mean |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for label in common:
+        vals = [100 * t["labels"][label]["val"] for t in tables]
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{v:.2f}" for v in vals)
+            + f" | {sum(vals) / len(vals):.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -113,6 +164,7 @@ def main() -> None:
         f"`{payload['command']}`\n\n"
     )
     tables = [markdown(b, payload[NAMES[b]]) for b in NAMES if NAMES[b] in payload]
+    tables.append(suite_means(payload))
     (RESULTS / "aim_tuning.md").write_text(intro + "\n".join(tables))
     print(f"wrote {path}")
 

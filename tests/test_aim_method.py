@@ -522,7 +522,8 @@ def test_mod_projection_and_ce_bound_train(tmp_path: Path) -> None:
     )
     last = result.history[-1]
     assert last["train_mod"] <= 1.0 * last["train_ce"] + 1e-6  # the bound, step by step
-    assert -1.0 <= last["method_mod_ce_cos_a"] <= 1.0
+    # the projection ran in every phase-2 step and logged its cosine per encoder
+    assert {"method_mod_ce_cos_a", "method_mod_ce_cos_b"} <= set(last)
 
 
 def test_mod_depths_leaves_the_other_depths_out_of_eq15() -> None:

@@ -172,5 +172,6 @@ def test_a_run_on_in_memory_data_is_refused_by_what_rebuilds_data(tmp_path: Path
     data = mb.from_tensors({"a": torch.randn(60, 4) + y[:, None], "b": torch.randn(60, 3)}, y)
     run = mb.train(data, "joint", epochs=1, run_dir=tmp_path / "run").run_dir
     for call in (load_run_config, evaluate_run, resume_experiment):
-        with pytest.raises(ConfigError, match=r"trained on data given in memory \('tensors'"):
+        with pytest.raises(ConfigError, match=r"trained on data given in memory \(dataset 'tens"):
             call(run)
+    assert json.loads((Path(run) / "meta.json").read_text())["data_from_config"] is False

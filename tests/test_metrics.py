@@ -65,6 +65,8 @@ def test_fused_probe_reads_what_no_single_modality_holds(tmp_path) -> None:  # t
         }
     )
     result = run_experiment(config, tmp_path / "run")
+    meta = (tmp_path / "run" / "meta.json").read_text()
+    assert '"data_from_config": true' in meta  # rebuildable, so eval may rebuild it
     evaluation = evaluate_run(result.run_dir)
     for m in ("a", "b"):
         assert evaluation["probe"][m]["test_acc"] <= 0.6

@@ -100,7 +100,11 @@ def new_run_dir(config: ExperimentConfig) -> Path:
 
 
 def write_run_files(
-    run_dir: Path, config: ExperimentConfig, data: DataSplits, model: MultimodalModel
+    run_dir: Path,
+    config: ExperimentConfig,
+    data: DataSplits,
+    model: MultimodalModel,
+    data_from_config: bool = False,
 ) -> None:
     """Resolved config and provenance, written before training starts. Each encoder is
     written as built (``auto`` resolved, every default filled in) under ``model.encoders``."""
@@ -124,6 +128,8 @@ def write_run_files(
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": data.info,
+        # whether config.data rebuilds these splits (eval / resume / diagnose need it to)
+        "data_from_config": data_from_config,
         "num_classes": data.num_classes,
         "modalities": {m: list(s) for m, s in data.shapes.items() if m in model.modalities},
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -147,7 +153,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) 
     # Seeded before the data too, as every run always was (train_on seeds again before the
     # model; the suite's data builders draw nothing from the global RNG, so both orders agree).
     seed_everything(config.seed, config.train.deterministic)
-    return train_on(config, build_data(config.data), run_dir=run_dir)
+    return train_on(config, build_data(config.data), run_dir=run_dir, data_from_config=True)
 
 
 def train_on(
@@ -156,13 +162,15 @@ def train_on(
     model: MultimodalModel | None = None,
     method: Method | None = None,
     run_dir: str | Path | None = None,
+    data_from_config: bool = False,
 ) -> RunResult:
     """The one path every training goes through (``mmbalance train``, ``compare``,
     :func:`mmbalance.train`): join the process group under ``torchrun``, seed, build what was
     not given (the method from ``config.method``, the model from ``config.model``), train.
 
     Seeding comes right before the model is built, so its initialisation is a function of
-    ``config.seed`` alone whoever calls.
+    ``config.seed`` alone whoever calls. ``data_from_config``: ``data`` is what
+    ``config.data`` builds (recorded, so eval and resume know they can rebuild it).
     """
     config.train.device = dist.init_from_env(config.train.device)
     seed_everything(config.seed, config.train.deterministic)
@@ -170,7 +178,7 @@ def train_on(
         model, method = build_model_and_method(config, data, method)
     elif method is None:
         method = create_method(config.method.name, config.method.options)
-    return train_built(config, data, model, method, run_dir)
+    return train_built(config, data, model, method, run_dir, data_from_config)
 
 
 def train_built(
@@ -179,6 +187,7 @@ def train_built(
     model: MultimodalModel,
     method: Method,
     run_dir: str | Path | None = None,
+    data_from_config: bool = False,
 ) -> RunResult:
     """Make the run folder, write provenance, train, write the summary."""
     # DDP: every rank uses rank 0's folder (a default name holds a timestamp)
@@ -190,7 +199,7 @@ def train_built(
         )
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if dist.is_main():
-        write_run_files(run_path, config, data, model)
+        write_run_files(run_path, config, data, model, data_from_config)
     result = Trainer(model, method, data, config, run_path).fit()
     if dist.is_main():
         write_summary(result)
@@ -204,17 +213,19 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: {path.name} is missing")
     config = load_config(path)
     # Every caller rebuilds the data from config.data (eval, resume, diagnose, cost). A run
-    # trained on data given in memory (mmbalance.from_tensors, or splits built by hand) keeps
-    # the default data section, which would rebuild another dataset and fail far from here.
+    # trained on splits handed over in memory (mmbalance.train) keeps the default data section,
+    # which would rebuild another dataset and fail far from here. (Runs written before the
+    # flag existed carry no flag and are trusted, as they were.)
     meta = Path(run_dir) / "meta.json"
     if meta.is_file():
-        trained_on = json.loads(meta.read_text()).get("data", {}).get("dataset")
-        if trained_on is not None and trained_on != config.data.name:
+        info = json.loads(meta.read_text())
+        if info.get("data_from_config") is False:
             raise ConfigError(
-                f"{str(run_dir)!r}: trained on data given in memory ({trained_on!r}, "
-                f"meta.json), which config.yaml cannot rebuild (its data section names "
-                f"{config.data.name!r}); evaluate it in Python with the same splits, or save "
-                "the arrays in the arrays layout (docs/datasets.md) and train from a config"
+                f"{str(run_dir)!r}: trained on data given in memory (dataset "
+                f"{info.get('data', {}).get('dataset')!r}, meta.json), which config.yaml "
+                f"cannot rebuild (its data section names {config.data.name!r}); evaluate it "
+                "in Python with the same splits, or save the arrays in the arrays layout "
+                "(docs/datasets.md) and train from a config"
             )
     return config
 
