@@ -3,8 +3,8 @@
 - Fig. 5a: the auxiliary blocks' scores s~ against the original blocks' s, per modality and
   depth (last epoch) and over training, from the suite's AIM runs;
 - Fig. 6: alpha_d (Eq. 14) under AIM against joint training. Joint training's alpha comes from
-  AIM with ``lambda_mod: 0`` (the model trains on CE alone; the prototypes and the decoupler
-  train beside it and only measure);
+  AIM with ``lambda_mod: 0, split_ce: 0`` (the model trains on CE alone; the prototypes and
+  the decoupler train beside it and only measure);
 - Fig. 7: fused test accuracy against the start epoch E (``aim_sensitivity.py``'s sweep).
 
 Needs ``suite.py`` (the AIM runs of the benchmark) first; trains the ``lambda_mod: 0`` runs
@@ -128,7 +128,9 @@ def main() -> None:
     grid = grid_from_dict(
         {
             "experiment": f"{name}.yaml",
-            "methods": {"aim lambda 0": {"name": "aim", "options": {"lambda_mod": 0.0}}},
+            "methods": {
+                "aim lambda 0": {"name": "aim", "options": {"lambda_mod": 0.0, "split_ce": 0.0}}
+            },
             "seeds": args.seeds,
             "output_dir": str(ROOT / "runs" / "figures" / name),
             "workers": args.workers,

@@ -7,6 +7,13 @@ certificate are written to ``benchmarks/results/suite_<benchmark>.json`` / ``.md
 ``write_report.py`` turns into BENCHMARKS.md. ``--only`` runs some of a grid's labels first
 (the rest later, into the same folders); the results always cover every finished run.
 
+Runs whose folders are not on this machine (a fresh clone holds the results files, not the
+run folders) are taken from the previous ``suite_<benchmark>.json``, except for the methods
+that ``--only`` runs, whose stored runs are all dropped (their code changed): so after a change
+to one method, ``--only`` re-runs its labels, the other methods' stored runs stay in the tables
+(the results file lists them under ``stored_labels``, with the commit that measured them), and
+the changed method's labels not re-run yet are listed as not measured.
+
     python benchmarks/suite.py --benchmarks vec seq av --workers 2
     python benchmarks/suite.py --benchmarks av --only joint aim mmpareto "unimodal audio"
 """
@@ -55,6 +62,24 @@ def method_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, lis
     return out
 
 
+def stored_records(
+    previous: Path, grid: Any, records: list[dict[str, Any]], fresh: set[str]
+) -> list[dict[str, Any]]:
+    """The grid's runs that have no finished folder here, from the previous results file:
+    same label and seed, never a run of a method in ``fresh`` (re-run on this machine)."""
+    if not previous.is_file():
+        return []
+    have = {(r["label"], int(r["seed"])) for r in records}
+    out = []
+    for r in json.loads(previous.read_text())["runs"]:
+        key = (r["label"], int(r["seed"]))
+        if key in have or r["method"] in fresh or r["label"] not in grid.methods:
+            continue
+        if int(r["seed"]) in grid.seeds:
+            out.append(r)
+    return out
+
+
 def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: int) -> None:
     grid = load_grid(GRIDS / f"grid_{bench}.yaml")
     # the grid's output_dir is relative to the repo root; this script may run from anywhere
@@ -69,11 +94,22 @@ def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: in
         todo = dataclasses.replace(todo, methods={k: grid.methods[k] for k in only})
     compare(todo, workers=workers)
     records = finished_records(grid)
+    previous = RESULTS / f"suite_{NAMES[bench]}.json"
+    fresh = {grid.methods[k].get("name") or k for k in only or []}  # method names
+    stored = stored_records(previous, grid, records, fresh)
+    records += stored
     modalities = json.loads((Path(grid.output_dir) / "results.json").read_text())["modalities"]
     text, payload = summarize(grid, records, modalities)
     payload["command"] = f"python benchmarks/suite.py --benchmarks {bench} --workers {workers}"
     payload["machine"] = machine()
     payload["method_diagnostics"] = method_diagnostics(records)
+    if stored:
+        old = json.loads(previous.read_text())
+        payload["stored_labels"] = sorted({r["label"] for r in stored})
+        payload["stored_commit"] = old.get("stored_commit") or old["machine"].get("git_commit")
+        for label in payload["stored_labels"]:  # their metrics.csv stayed on the old machine
+            if label in old.get("method_diagnostics", {}):
+                payload["method_diagnostics"][label] = old["method_diagnostics"][label]
     payload["grid_file"] = f"benchmarks/suite/grid_{bench}.yaml"
     for r in payload["runs"]:  # paths on this machine mean nothing elsewhere
         r["run_dir"] = os.path.relpath(r["run_dir"], ROOT.parent)

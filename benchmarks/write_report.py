@@ -126,6 +126,15 @@ def suite_section(name: str, data: dict[str, Any]) -> list[str]:
         "(the `seeds` column says how many each row has).",
         "",
     ]
+    if data.get("stored_labels"):
+        lines += [
+            "Measured earlier, on the same machine type, by the code at "
+            f"`{data['stored_commit']}` (these methods' training code has not changed since; "
+            "the runs' records are carried in the results file): "
+            + ", ".join(data["stored_labels"])
+            + ". Every other row was run by the commit above.",
+            "",
+        ]
     if missing:
         lines += [
             f"Not yet measured (the grid resumes where it stopped): {', '.join(missing)}.",

@@ -154,3 +154,9 @@ def test_bounded_modulation_caps_the_value_and_keeps_the_direction() -> None:
     small = torch.tensor(0.3)
     assert float(AF.bounded_modulation(small, torch.tensor(0.5), 2.0)) == pytest.approx(0.3)
     assert float(AF.bounded_modulation(torch.tensor(7.0), torch.tensor(0.1), None)) == 7.0
+
+
+def test_dominant_modalities_are_those_scoring_above_the_mean() -> None:
+    assert AF.dominant_modalities(torch.tensor([0.24, 0.33, 0.57])) == [2]  # mean 0.38
+    assert AF.dominant_modalities(torch.tensor([0.7, 0.6, 0.2])) == [0, 1]  # mean 0.5
+    assert AF.dominant_modalities(torch.tensor([0.4, 0.4])) == []  # a tie: none dominates

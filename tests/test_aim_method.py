@@ -32,6 +32,7 @@ AIM_LITERAL = {
     "dam_normalize": False,  # Eq. 15 with Eq. 14's alpha as it is
     "aux_batch_fraction": 1.0,  # every pass on the whole batch
     "pdm_batch_fraction": 1.0,
+    "split_ce": 0.0,  # the head trains on the fused CE only
 }
 
 # Two image modalities through tiny ResNet18s: BatchNorm everywhere.
@@ -133,10 +134,11 @@ def test_phase_two_loss_trains_model_and_keeps_decoupler_gradients_pdm_only(tmp_
     _trainer, method, model, batch, state = _setup(tmp_path)
     out = method.forward(model, batch, state)
     terms = method.loss(out, batch, state)
-    assert set(terms) == {"ce", "mod", "pdm"}
+    assert set(terms) == {"ce", "mod", "pdm", "split_ce"}  # concat: split_ce on by default
     enc_params = [p for p in model.encoders.parameters()]
     assert any(_nonzero(g) for g in _grads(terms["mod"], enc_params))
-    assert all(g is None for g in _grads(terms["mod"], list(method.decoupler.parameters())))
+    for term in ("mod", "split_ce"):
+        assert all(g is None for g in _grads(terms[term], list(method.decoupler.parameters())))
 
 
 def test_auxiliary_and_complementary_passes_leave_batchnorm_statistics_untouched(
@@ -551,3 +553,73 @@ def test_mod_depths_beyond_the_encoders_is_refused(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, method={"name": "aim", "options": {"mod_depths": [3]}})
     with pytest.raises(CapabilityError, match=r"mod_depths \[3\] names a depth beyond"):
         run_experiment(config, tmp_path / "run")
+
+
+def test_split_ce_is_the_per_modality_cross_entropy_of_the_fused_heads_split(
+    tmp_path: Path,
+) -> None:
+    _t, method, model, batch, state = _setup(tmp_path, {"split_ce": 0.5})
+    out = method.forward(model, batch, state)
+    terms = method.loss(out, batch, state)
+    y = batch["label"]
+    w, b = model.head.weight, model.head.bias
+    fa, fb = out.features["a"], out.features["b"]  # concat order: a, then b
+    za = fa @ w[:, : fa.shape[1]].T + b / 2  # head_a(f_a): its columns and half the bias
+    zb = fb @ w[:, fa.shape[1] :].T + b / 2
+    assert torch.allclose(za + zb, out.logits, atol=1e-6)  # the split sums to the fused logits
+    expected = 0.5 * (F.cross_entropy(za, y) + F.cross_entropy(zb, y))
+    assert terms["split_ce"].item() == pytest.approx(expected.item(), rel=1e-6)
+    encoders = list(model.encoders.parameters())
+    assert any(_nonzero(g) for g in _grads(terms["split_ce"], encoders))
+    # split_ce_head_only: the same value, and it trains the head alone
+    _t, method, model, batch, state = _setup(
+        tmp_path / "head", {"split_ce": 0.5, "split_ce_head_only": True}
+    )
+    terms = method.loss(method.forward(model, batch, state), batch, state)
+    assert terms["split_ce"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert all(g is None for g in _grads(terms["split_ce"], list(model.encoders.parameters())))
+    assert _nonzero(_grads(terms["split_ce"], [model.head.weight])[0])
+    # phase 1 has no such term; a fusion without an exact split is refused
+    _t, method, model, batch, state = _setup(tmp_path / "p1", {"split_ce": 0.5, "start_epoch": 3})
+    assert "split_ce" not in method.loss(method.forward(model, batch, state), batch, state)
+    config = tiny_config(
+        tmp_path, method={"name": "aim", "options": {"split_ce": 1.0}}, model={"fusion": "film"}
+    )
+    with pytest.raises(CapabilityError, match="split_ce needs a fusion"):
+        run_experiment(config, tmp_path / "run")
+    # left unset, it is 1 where the fusion splits and 0 (no term) where it does not
+    for fusion, weight in (("concat", 1.0), ("sum", 1.0), ("film", 0.0), ("gated", 0.0)):
+        _t, method, *_ = _setup(tmp_path / fusion, {"split_ce": None}, model={"fusion": fusion})
+        assert method.split_weight == weight
+
+
+def test_aux_fused_ce_replaces_the_dominant_modality_by_its_last_auxiliary_block(
+    tmp_path: Path,
+) -> None:
+    # One block per encoder, no norm: the auxiliary block is relu(x @ theta_b^T + b) (Eq. 7),
+    # recomputed by hand, and it is the pooled feature (an MLP pools by identity).
+    _t, method, model, batch, state = _setup(
+        tmp_path,
+        {**AIM_LITERAL, "aux_fused_ce": 2.0, "aux_batch_fraction": 0.5},
+        model={"encoder": {"type": "mlp", "hidden": [6], "norm": "none"}},
+    )
+    out = method.forward(model, batch, state)
+    terms = method.loss(out, batch, state)
+    y = batch["label"]
+    n = -(-y.shape[0] // 2)
+    scores = [method.means.sums[f"s_{m}_d1"] for m in model.modalities]  # this step's s (Eq. 9)
+    dominant = model.modalities[int(torch.tensor(scores).argmax())]
+    block = model.encoders[dominant].blocks[0][0]
+    layer = method.decoupler.layers[dominant][0]["0__weight"]
+    lat = block.weight @ layer.phi_lat.weight.detach().T + layer.phi_lat.bias.detach()
+    mask = torch.sigmoid(lat @ layer.phi_mask.weight.detach().T + layer.phi_mask.bias.detach())
+    theta_b = (lat * mask) @ layer.psi.weight.detach().T + layer.psi.bias.detach()
+    aux = torch.relu(batch["inputs"][dominant][:n] @ theta_b.T + block.bias)
+    features = {m: aux if m == dominant else out.features[m][:n] for m in model.modalities}
+    logits = model.head(model.fusion(features))
+    expected = 2.0 * F.cross_entropy(logits, y[:n])
+    assert terms["aux_ce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # it trains the head and reaches the dominant weights through the decoupler only (Eq. 13)
+    assert _nonzero(_grads(terms["aux_ce"], [model.head.weight])[0])
+    assert _nonzero(_grads(terms["aux_ce"], [block.weight])[0])
+    assert all(g is None for g in _grads(terms["aux_ce"], list(method.decoupler.parameters())))

@@ -317,6 +317,12 @@ def pam_weights(
     return e / z, e_aux / z
 
 
+def dominant_modalities(s: Tensor) -> list[int]:
+    """Indices of the modalities whose score is above the mean of ``s [M]`` (the dominant ones
+    of a depth; none when all are equal). Used by AIM's ``aux_fused_ce`` option."""
+    return [int(j) for j in torch.nonzero(s > s.mean()).flatten()]
+
+
 def pam_loss(
     losses: Tensor, rho: Tensor, losses_aux: Tensor | None = None, rho_aux: Tensor | None = None
 ) -> Tensor:

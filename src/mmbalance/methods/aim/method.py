@@ -48,7 +48,7 @@ class AIMOptions:
     literal reading of the paper, the table there says why and names the literal setting)."""
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
-    lambda_mod: float = 3.0  # weight of L_mod beside CE in phase 2 (paper: not given)
+    lambda_mod: float = 1.0  # weight of L_mod beside CE in phase 2 (paper: not given)
     # The phase-2 term lambda_mod * L_mod is scaled down to at most this multiple of the fused
     # CE, step by step (AF.bounded_modulation). None: unbounded (the paper gives no bound).
     mod_ce_bound: float | None = None
@@ -64,6 +64,26 @@ class AIMOptions:
     # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
     # L_mod" alone: 0.0 is that literal reading (encoders driven by L_mod only, the head by CE).
     ce_to_encoders: float = 1.0
+    # Weight of a second fused cross-entropy in phase 2 in which each dominant modality (last-
+    # depth score s above the modalities' mean) enters the fusion through its last auxiliary
+    # block instead of its original one (on the auxiliary sub-batch): PAM's "reduced
+    # participation of high-performing original blocks in dominant modalities" applied to the
+    # fused prediction, so the head learns to use the weak modalities too. 0.0: the paper (the
+    # auxiliary blocks only enter L_mod).
+    aux_fused_ce: float = 0.0
+    # Weight of the per-modality cross-entropies of the fused head's exact split in phase 2:
+    # concat and sum fusions write the fused logits as sum_m head_m(f_m), and each head_m(f_m)
+    # is trained to classify on its own, as AIM-label scores each modality with "the
+    # classifier" (Sec. IV-E). The paper is silent on what trains the classifier in phase 2
+    # (Algorithm 1 updates the framework "using L_mod", which never reaches it); without this
+    # term the head learns only from the fused CE, which the dominant modality already fits on
+    # the training split, and does not use what L_mod adds to the weak encoders (docs/aim.md,
+    # step 8). None: 1.0 where the fusion splits (concat, sum), 0.0 elsewhere (FiLM, gated);
+    # 0.0 is the paper as written.
+    split_ce: float | None = None
+    # split_ce on detached features: it trains the head alone (a diagnostic: is the gain the
+    # head's, or the unimodal gradient it sends into the encoders?)
+    split_ce_head_only: bool = False
     # T of Eq. 12, rho = softmax(-s / T) over a depth's blocks; 1.0 is Eq. 12 as written
     pam_temperature: float = 1.0
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
@@ -120,6 +140,9 @@ class AIMOptions:
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
         check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
+        check_positive(self.aux_fused_ce, f"{where}.aux_fused_ce", allow_zero=True)
+        if self.split_ce is not None:
+            check_positive(self.split_ce, f"{where}.split_ce", allow_zero=True)
         if self.mod_depths is not None and (
             not self.mod_depths or any(int(d) < 1 for d in self.mod_depths)
         ):
@@ -211,6 +234,7 @@ class _Step:
         self.losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, auxiliary
         self.pdm: list[Tensor] = []  # Eq. 8 per block
         self.label: list[Tensor] = []  # AIM-label's per-depth heads
+        self.aux_features: dict[str, Tensor] = {}  # pooled last auxiliary block output per m
         # scalar diagnostics, kept on the device until one transfer per step
         self.diagnostics: dict[str, list[Tensor]] = {}
 
@@ -238,6 +262,7 @@ class AIM(Method):
         self.means = EpochMeans()
         self._dap_last: dict[str, float] = {}
         self._ce_grads: dict[str, list[Tensor]] = {}
+        self.split_weight = 0.0  # split_ce resolved for the model's fusion by check()
 
     # -- construction -----------------------------------------------------------------------
     def check(self, model: MultimodalModel, fusion: str) -> None:
@@ -255,6 +280,16 @@ class AIM(Method):
                 f"method 'aim': mod_depths {self.options.mod_depths} names a depth beyond the "
                 f"encoders' {depth} blocks; expected depths from 1 to {depth}"
             )
+        split = self.options.split_ce
+        if split is not None and split > 0 and not model.fusion.splittable:
+            raise CapabilityError(
+                f"method 'aim': split_ce needs a fusion whose logits split exactly per modality "
+                f"(concat or sum); got {fusion!r}. Set split_ce: 0 (or leave it unset) for "
+                f"{fusion!r}"
+            )
+        if split is None:
+            split = 1.0 if model.fusion.splittable else 0.0
+        self.split_weight = split
         missing = [m for m in model.modalities if m not in model.input_shapes]
         if missing:
             raise CapabilityError(
@@ -371,7 +406,11 @@ class AIM(Method):
                 if self.decoupler is None:
                     continue
                 with torch.set_grad_enabled(modulate):
-                    step.s_aux[d, j], loss_aux = self._auxiliary(model, m, d, block, inp, inter, y)
+                    step.s_aux[d, j], loss_aux, aux_out = self._auxiliary(
+                        model, m, d, block, inp, inter, y
+                    )
+                if modulate and o.aux_fused_ce > 0 and d == enc.depth - 1:
+                    step.aux_features[m] = enc.pool(aux_out, inter.frames)
                 step.losses_aux[d].append(loss_aux)
                 if not modulate or o.pdm_during_modulation:
                     step.pdm.append(self._pdm(model, m, d, block, inp, inter.frames, y))
@@ -387,6 +426,12 @@ class AIM(Method):
             terms["mod"] = AF.bounded_modulation(o.lambda_mod * mod, terms["ce"], o.mod_ce_bound)
             if o.mod_projection:
                 self._ce_grads = self._encoder_grads(model, terms["ce"])
+            if self.split_weight > 0:
+                terms["split_ce"] = self.split_weight * self._split_ce(model, output, y)
+            if step.aux_features:
+                terms["aux_ce"] = o.aux_fused_ce * self._aux_fused_ce(
+                    model, output, weights["s"][-1], step.aux_features, y
+                )
         self._record(mods, step, weights)
         return terms
 
@@ -399,9 +444,10 @@ class AIM(Method):
         inp: Tensor,
         inter: Any,
         y: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """Score and loss of the auxiliary block E~_d^m (Eq. 7; Eqs. 9-10 on its output): the
-        decoupler is a constant here, so the loss reaches W through it (Eq. 13) and only W."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Score and loss of the auxiliary block E~_d^m (Eq. 7; Eqs. 9-10 on its output) and
+        the output itself: the decoupler is a constant here, so the loss reaches W through it
+        (Eq. 13) and only W."""
         assert self.decoupler is not None
         dec = self.decoupler.decouple(
             m,
@@ -416,7 +462,40 @@ class AIM(Method):
         aux_in = inp if self.options.aux_input_grad else inp.detach()
         aux_in = aux_in[: n * inter.frames]  # frames are folded into rows
         aux_out = call_with_weights(block, {k: _need(x.aux) for k, x in dec.items()}, aux_in)
-        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
+        s, loss = AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
+        return s, loss, aux_out
+
+    def _split_ce(self, model: MultimodalModel, output: ModelOutput, y: Tensor) -> Tensor:
+        """``split_ce``: sum over modalities of the cross-entropy of the fused head's exact
+        split ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``), on detached features with
+        ``split_ce_head_only``."""
+        split = output.split_logits
+        if self.options.split_ce_head_only:
+            split = model.fusion.split(
+                {m: f.detach() for m, f in output.features.items()}, model.head
+            )
+        assert split is not None  # check() refused fusions without an exact split
+        return torch.stack([F.cross_entropy(z, y) for z in split.values()]).sum()
+
+    @staticmethod
+    def _aux_fused_ce(
+        model: MultimodalModel,
+        output: ModelOutput,
+        s_last: Tensor,
+        aux_features: dict[str, Tensor],
+        y: Tensor,
+    ) -> Tensor:
+        """``aux_fused_ce``: the fused cross-entropy with every dominant modality (last-depth
+        score above the modalities' mean) replaced by its last auxiliary block's pooled output.
+        The other modalities keep their original features (first n samples of the batch)."""
+        mods = model.modalities
+        dominant = AF.dominant_modalities(s_last)
+        n = next(iter(aux_features.values())).shape[0]
+        features = {
+            m: aux_features[m] if j in dominant else output.features[m][:n]
+            for j, m in enumerate(mods)
+        }
+        return F.cross_entropy(model.classify(features).logits, y[:n])
 
     def _pdm(
         self,
