@@ -9,6 +9,7 @@ probe of ``mmbalance.reporting.evaluation``): when it is well above the model's 
 features hold more than the trained head uses.
 
     python benchmarks/aim_tuning.py --benchmarks seq vec av --workers 2
+    python benchmarks/aim_tuning.py --grids aim_head --benchmarks seq vec av --workers 2
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from mmbalance.reporting.stats import format_interval, paired_interval
 
 GRIDS = ROOT / "tuning"
 NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+# grid files benchmarks/tuning/<set>_<benchmark>.yaml, results benchmarks/results/<set>_tuning.*
+GRID_SETS = {
+    "aim": "docs/aim.md step 7, AIM's knobs at the step-7 defaults",
+    "aim_head": "docs/aim.md step 8, what trains the head in phase 2 (split_ce, aux_fused_ce)",
+}
 
 
 def _metric(record: dict[str, Any], key: str) -> float:
@@ -52,15 +58,25 @@ def gradient_cosines(records: list[dict[str, Any]]) -> dict[str, dict[str, float
     return {m: {"mean": sum(v) / len(v), "min": min(v), "max": max(v)} for m, v in values.items()}
 
 
-def rows_for(bench: str, workers: int, run: bool) -> dict[str, Any]:
-    """Run (or finish) one grid and tabulate it, paired by seed with its joint rows."""
+def run_folder(grids: str, bench: str) -> Path:
+    """Where a tuning grid's runs go: ``runs/tuning/<benchmark>`` for the step-7 grids (``aim``),
+    ``runs/tuning/<grids>_<benchmark>`` for the others."""
+    name = NAMES[bench] if grids == "aim" else f"{grids}_{NAMES[bench]}"
+    return ROOT / "runs" / "tuning" / name
+
+
+def rows_for(bench: str, workers: int, run: bool, grids: str = "aim") -> dict[str, Any] | None:
+    """Run (or finish) one grid and tabulate it, paired by seed with its joint rows; None when
+    no run of it is on this machine (a fresh clone holds the results, not the run folders)."""
     import dataclasses
 
-    grid = load_grid(GRIDS / f"aim_{bench}.yaml")
-    grid = dataclasses.replace(grid, output_dir=str(ROOT / "runs" / "tuning" / NAMES[bench]))
+    grid = load_grid(GRIDS / f"{grids}_{bench}.yaml")
+    grid = dataclasses.replace(grid, output_dir=str(run_folder(grids, bench)))
     if run:
         compare(grid, workers=workers)
     records = finished_records(grid)
+    if not records:
+        return None
     for r in records:  # the fused probe is cached in the run folder, like the per-modality ones
         r["fused_probe"] = fused_probe_accuracy(r["run_dir"])
     by_label: dict[str, dict[int, dict[str, Any]]] = {}
@@ -147,13 +163,23 @@ def main() -> None:
     parser.add_argument("--benchmarks", nargs="+", choices=list(NAMES), default=list(NAMES))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-run", action="store_true", help="tabulate finished runs only")
+    parser.add_argument(
+        "--grids",
+        choices=list(GRID_SETS),
+        default="aim",
+        help="which grids: " + "; ".join(f"{k}: {v}" for k, v in GRID_SETS.items()),
+    )
     args = parser.parse_args()
-    path = RESULTS / "aim_tuning.json"
+    path = RESULTS / f"{args.grids}_tuning.json"
     payload: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     for bench in args.benchmarks:
-        payload[NAMES[bench]] = rows_for(bench, args.workers, not args.no_run)
+        table = rows_for(bench, args.workers, not args.no_run, args.grids)
+        if table is not None:  # else keep the stored table
+            payload[NAMES[bench]] = table
     payload["machine"] = machine()
-    payload["command"] = "python benchmarks/aim_tuning.py --benchmarks seq vec av --workers 2"
+    payload["command"] = (
+        f"python benchmarks/aim_tuning.py --grids {args.grids} --benchmarks seq vec av --workers 2"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
     intro = (
@@ -165,7 +191,7 @@ def main() -> None:
     )
     tables = [markdown(b, payload[NAMES[b]]) for b in NAMES if NAMES[b] in payload]
     tables.append(suite_means(payload))
-    (RESULTS / "aim_tuning.md").write_text(intro + "\n".join(tables))
+    (RESULTS / f"{args.grids}_tuning.md").write_text(intro + "\n".join(tables))
     print(f"wrote {path}")
 
 

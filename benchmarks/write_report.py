@@ -98,6 +98,21 @@ def acceptance(data: dict[str, Any]) -> list[str]:
         f"AIM {mean_val['aim']:.2f}, joint {mean_val['joint']:.2f}, AIM - joint paired "
         f"{format_interval(_ci(val))}.",
     ]
+    parts = []  # what each part of the default brings, paired by seed (test accuracy)
+    for label, what in (
+        ("aim w/o L_mod", "AIM's modulation (`L_mod`) on top of `split_ce`"),
+        ("aim w/o split CE", "`split_ce` on top of AIM's modulation"),
+    ):
+        pairs = _paired(runs, "aim", lambda r: r["test"]["test_acc"], other=label)
+        if len(pairs) >= 2:
+            parts.append(f"{what}: AIM − {label} {format_interval(_ci(pairs))}")
+    if parts:
+        lines += [
+            "",
+            "What each part of the default adds (fused test accuracy, paired): "
+            + "; ".join(parts)
+            + ".",
+        ]
     return [*lines, ""]
 
 

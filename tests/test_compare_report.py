@@ -112,8 +112,20 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
     # the finished runs' records, read back without training, give the same tables
     records = finished_records(load_grid(grid), tmp_path / "out")
     assert records == results["runs"]
-    text, _payload = summarize(load_grid(grid), records, results["modalities"])
+    text, payload = summarize(load_grid(grid), records, results["modalities"])
     assert text == (tmp_path / "out" / "results.md").read_text()
+    # records whose unimodal run folders are elsewhere (a results file carried to another
+    # machine) give the same tables when their certificate is carried with them
+    assert payload["certificate"] is not None
+    alone = sorted(runs.glob("unimodal*"))
+    for folder in alone:
+        folder.rename(folder.with_name("moved_" + folder.name))
+    with pytest.raises(ConfigError, match="is not a run folder"):
+        summarize(load_grid(grid), records, results["modalities"])
+    again, _ = summarize(load_grid(grid), records, results["modalities"], payload["certificate"])
+    assert again == text
+    for folder in alone:
+        folder.with_name("moved_" + folder.name).rename(folder)
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| aim | 2 | 2 |" in table and "| unimodal mor | - | 2 |" in table
     # every cell of the table is the mean over the seeds' own summaries

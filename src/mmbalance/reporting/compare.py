@@ -399,12 +399,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> 
 
 
 def summarize(
-    grid: GridConfig, records: list[dict[str, Any]], modalities: list[str]
+    grid: GridConfig,
+    records: list[dict[str, Any]],
+    modalities: list[str],
+    certificate: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The grid's tables (Markdown) and results (JSON-ready) from its runs' records: means over
     seeds, paired differences with joint training and, with joint and unimodal runs, the
-    imbalance certificate. Records of a partly finished grid give partial tables (each row
-    names its seed count)."""
+    imbalance certificate (``certificate``: one already computed from the same joint and
+    unimodal runs, for records whose run folders are elsewhere). Records of a partly finished
+    grid give partial tables (each row names its seed count)."""
     rows = aggregate(records, modalities)
     sweep_key = grid.sweep["key"] if grid.sweep else None
     table = markdown_table(rows, modalities, sweep_key)
@@ -421,7 +425,7 @@ def summarize(
     paired = paired_table(rows, modalities, sweep_key)
     if paired:
         text += f"\nPaired by seed with joint training, mean [95% CI], points:\n\n{paired}"
-    cert = imbalance_certificate(records, modalities)
+    cert = certificate or imbalance_certificate(records, modalities)
     if cert is not None:
         text += "\n" + certificate_markdown(cert, grid.experiment)
     payload = {
