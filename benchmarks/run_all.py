@@ -15,6 +15,10 @@ HERE = Path(__file__).resolve().parent
 STEPS = [
     ["aim_cost.py", "--width", "1.0", "--batch", "64", "--steps", "3"],
     ["suite.py", "--benchmarks", "vec", "seq", "av", "--workers", "2"],
+    ["aim_sensitivity.py", "--seeds", "0", "1", "2", "--workers", "2"],
+    ["aim_figures.py", "--benchmark", "av", "--seeds", "0", "1", "2"],  # after the two above
+    ["aim_tuning.py", "--benchmarks", "seq", "vec", "av", "--workers", "2"],
+    ["aim_tuning.py", "--grids", "aim_head", "--benchmarks", "seq", "vec", "av", "--workers", "2"],
     ["loader_throughput.py", "--clips", "96", "--repeats", "3"],
     ["write_report.py"],
 ]

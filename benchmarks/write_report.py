@@ -16,6 +16,12 @@ from mmbalance.reporting.stats import format_interval, paired_interval
 OUT = ROOT.parent / "BENCHMARKS.md"
 
 
+def _split(defaults: dict[str, Any]) -> str:
+    """AIM's ``split_ce`` default as a sentence (absent: before the option existed, i.e. 0)."""
+    value = defaults.get("split_ce", 0.0)
+    return "unset (1.0 on the concat fusion)" if value is None else str(value)
+
+
 def _machine(m: dict[str, str]) -> str:
     return (
         f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), Python "
@@ -334,7 +340,8 @@ def main() -> None:
             )
             + ".",
             f"- Fig. 6, `results/figures/fig6_{name}.png`: alpha_d (Eq. 14) at the last epoch, "
-            "AIM vs joint training (AIM with lambda_mod 0, which logs alpha without modulating): "
+            "AIM vs joint training (AIM with lambda_mod 0 and split_ce 0, which logs alpha "
+            "without modulating): "
             + "; ".join(
                 f"{d}: {v['aim'][-1]:.3f} vs {v['joint'][-1]:.3f}" for d, v in data["fig6"].items()
             )
@@ -362,7 +369,7 @@ def main() -> None:
                 "AIM's other options at the defaults of that commit (`lambda_mod` "
                 f"{d['lambda_mod']}, `dap_auto_scale` {d['dap_auto_scale']}, `start_epoch` "
                 f"{d['start_epoch']}, `latent_dim` {d['latent_dim']}, `dam_normalize` "
-                f"{str(d['dam_normalize']).lower()})."
+                f"{str(d['dam_normalize']).lower()}, `split_ce` {_split(d)})."
                 if (d := data.get("aim_defaults"))
                 else "The defaults were those of that commit, with Eq. 14's alpha as written "
                 "(before `dam_normalize: true` became the default, docs/aim.md step 6)."
@@ -371,18 +378,23 @@ def main() -> None:
             (RESULTS / "aim_sensitivity.md").read_text().strip(),
             "",
         ]
-    tuning = RESULTS / "aim_tuning.json"
-    if tuning.is_file():
+    for grids, title, step in (
+        ("aim", "AIM's options on validation (tuning grids)", "7"),
+        ("aim_head", "What trains the head in phase 2 (tuning grids)", "8"),
+    ):
+        tuning = RESULTS / f"{grids}_tuning.json"
+        if not tuning.is_file():
+            continue
         data = json.loads(tuning.read_text())
-        text = (RESULTS / "aim_tuning.md").read_text()
+        text = (RESULTS / f"{grids}_tuning.md").read_text()
         body = text[text.index("### ") :].strip()  # the tables; the intro is said here
         lines += [
-            "## AIM's options on validation (tuning grids)",
+            f"## {title}",
             "",
             f"Command: `{data['command']}`. Machine: {_machine(data['machine'])}. Grids: "
-            "`benchmarks/tuning/aim_*.yaml`, seeds 0, 1, 2, validation accuracy at the "
+            f"`benchmarks/tuning/{grids}_*.yaml`, seeds 0, 1, 2, validation accuracy at the "
             "validation-selected epoch (the choice), test beside it for the record; "
-            "docs/aim.md step 7 reads it.",
+            f"docs/aim.md step {step} reads it.",
             "",
             body,
             "",
