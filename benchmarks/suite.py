@@ -30,7 +30,13 @@ from typing import Any
 
 from common import RESULTS, ROOT, machine
 
-from mmbalance.reporting.compare import compare, finished_records, load_grid, summarize
+from mmbalance.reporting.compare import (
+    GridConfig,
+    compare,
+    finished_records,
+    load_grid,
+    summarize,
+)
 
 GRIDS = ROOT / "suite"
 NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
@@ -63,15 +69,13 @@ def method_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, lis
 
 
 def stored_records(
-    previous: Path, grid: Any, records: list[dict[str, Any]], fresh: set[str]
+    old: dict[str, Any], grid: GridConfig, records: list[dict[str, Any]], fresh: set[str]
 ) -> list[dict[str, Any]]:
-    """The grid's runs that have no finished folder here, from the previous results file:
+    """The grid's runs that have no finished folder here, from the previous results ``old``:
     same label and seed, never a run of a method in ``fresh`` (re-run on this machine)."""
-    if not previous.is_file():
-        return []
     have = {(r["label"], int(r["seed"])) for r in records}
     out = []
-    for r in json.loads(previous.read_text())["runs"]:
+    for r in old.get("runs", []):
         key = (r["label"], int(r["seed"]))
         if key in have or r["method"] in fresh or r["label"] not in grid.methods:
             continue
@@ -95,8 +99,9 @@ def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: in
     compare(todo, workers=workers)
     records = finished_records(grid)
     previous = RESULTS / f"suite_{NAMES[bench]}.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
     fresh = {grid.methods[k].get("name") or k for k in only or []}  # method names
-    stored = stored_records(previous, grid, records, fresh)
+    stored = stored_records(old, grid, records, fresh)
     records += stored
     order = list(grid.methods)  # the grid's row order, whichever machine ran each run
     records.sort(
@@ -108,13 +113,12 @@ def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: in
     cert_labels = {"joint"} | {k for k in grid.methods if k.startswith("unimodal")}
     stored_cert = None
     if any(r["label"] in cert_labels for r in stored):
-        stored_cert = json.loads(previous.read_text())["certificate"]
+        stored_cert = old["certificate"]
     text, payload = summarize(grid, records, modalities, stored_cert)
     payload["command"] = f"python benchmarks/suite.py --benchmarks {bench} --workers {workers}"
     payload["machine"] = machine()
     payload["method_diagnostics"] = method_diagnostics(records)
     if stored:
-        old = json.loads(previous.read_text())
         payload["stored_labels"] = sorted({r["label"] for r in stored})
         payload["stored_commit"] = old.get("stored_commit") or old["machine"].get("git_commit")
         for label in payload["stored_labels"]:  # their metrics.csv stayed on the old machine

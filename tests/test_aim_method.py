@@ -589,8 +589,12 @@ def test_split_ce_is_the_per_modality_cross_entropy_of_the_fused_heads_split(
         run_experiment(config, tmp_path / "run")
     # left unset, it is 1 where the fusion splits and 0 (no term) where it does not
     for fusion, weight in (("concat", 1.0), ("sum", 1.0), ("film", 0.0), ("gated", 0.0)):
-        _t, method, *_ = _setup(tmp_path / fusion, {"split_ce": None}, model={"fusion": fusion})
-        assert method.split_weight == weight
+        _t, method, model, batch, state = _setup(
+            tmp_path / fusion, {"split_ce": None}, model={"fusion": fusion}
+        )
+        assert method.split_weight(model) == weight
+        terms = method.loss(method.forward(model, batch, state), batch, state)
+        assert ("split_ce" in terms) == (weight > 0)
 
 
 def test_aux_fused_ce_replaces_the_dominant_modality_by_its_last_auxiliary_block(

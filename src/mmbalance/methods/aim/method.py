@@ -48,7 +48,9 @@ class AIMOptions:
     literal reading of the paper, the table there says why and names the literal setting)."""
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
-    lambda_mod: float = 1.0  # weight of L_mod beside CE in phase 2 (paper: not given)
+    # weight of L_mod beside CE in phase 2 (paper: not given); chosen with split_ce on. On
+    # FiLM / gated fusions (no split_ce) 3.0 measures better (docs/aim.md, step 8)
+    lambda_mod: float = 1.0
     # The phase-2 term lambda_mod * L_mod is scaled down to at most this multiple of the fused
     # CE, step by step (AF.bounded_modulation). None: unbounded (the paper gives no bound).
     mod_ce_bound: float | None = None
@@ -262,7 +264,6 @@ class AIM(Method):
         self.means = EpochMeans()
         self._dap_last: dict[str, float] = {}
         self._ce_grads: dict[str, list[Tensor]] = {}
-        self.split_weight = 0.0  # split_ce resolved for the model's fusion by check()
 
     # -- construction -----------------------------------------------------------------------
     def check(self, model: MultimodalModel, fusion: str) -> None:
@@ -287,9 +288,6 @@ class AIM(Method):
                 f"(concat or sum); got {fusion!r}. Set split_ce: 0 (or leave it unset) for "
                 f"{fusion!r}"
             )
-        if split is None:
-            split = 1.0 if model.fusion.splittable else 0.0
-        self.split_weight = split
         missing = [m for m in model.modalities if m not in model.input_shapes]
         if missing:
             raise CapabilityError(
@@ -426,8 +424,9 @@ class AIM(Method):
             terms["mod"] = AF.bounded_modulation(o.lambda_mod * mod, terms["ce"], o.mod_ce_bound)
             if o.mod_projection:
                 self._ce_grads = self._encoder_grads(model, terms["ce"])
-            if self.split_weight > 0:
-                terms["split_ce"] = self.split_weight * self._split_ce(model, output, y)
+            split = self.split_weight(model)
+            if split > 0:
+                terms["split_ce"] = split * self._split_ce(model, output, y)
             if step.aux_features:
                 terms["aux_ce"] = o.aux_fused_ce * self._aux_fused_ce(
                     model, output, weights["s"][-1], step.aux_features, y
@@ -464,6 +463,13 @@ class AIM(Method):
         aux_out = call_with_weights(block, {k: _need(x.aux) for k, x in dec.items()}, aux_in)
         s, loss = AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
         return s, loss, aux_out
+
+    def split_weight(self, model: MultimodalModel) -> float:
+        """``split_ce`` for this model: the option, or when unset 1.0 where the fusion splits
+        exactly per modality and 0.0 where it does not."""
+        if self.options.split_ce is not None:
+            return self.options.split_ce
+        return 1.0 if model.fusion.splittable else 0.0
 
     def _split_ce(self, model: MultimodalModel, output: ModelOutput, y: Tensor) -> Tensor:
         """``split_ce``: sum over modalities of the cross-entropy of the fused head's exact
