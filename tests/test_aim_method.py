@@ -210,11 +210,15 @@ class CrashingAIM(AIM):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("prototypes", ["centroid", "dap"])
+# pam_every 3: the crash falls inside a cycle (5 steps per epoch), so the resumed run needs the
+# cached auxiliary scores of Eq. 12 from the checkpoint
+@pytest.mark.parametrize(
+    ("prototypes", "pam_every"), [("centroid", 1), ("dap", 1), ("centroid", 3)]
+)
 def test_resume_mid_run_restores_prototypes_decoupler_and_optimisers_exactly(
-    tmp_path: Path, prototypes: str
+    tmp_path: Path, prototypes: str, pam_every: int
 ) -> None:
-    options = {**AIM_FAST, "start_epoch": 1, "prototypes": prototypes}
+    options = {**AIM_FAST, "start_epoch": 1, "prototypes": prototypes, "pam_every": pam_every}
     cfg = tiny_config(tmp_path, method={"name": "aim", "options": options}, train={"epochs": 4})
 
     def trainer(run: str, cls=AIM) -> Trainer:
@@ -481,80 +485,6 @@ def test_ce_to_encoders_scales_the_fused_ce_gradient_into_the_encoders_only(
         assert torch.allclose(got, want)
 
 
-def test_mod_projection_removes_only_the_component_against_ce() -> None:
-    """``mod_projection``: the encoder's gradient g_ce + g_mod becomes g_ce + g_mod - k g_ce,
-    k = (g_mod . g_ce) / |g_ce|^2, where the dot product is negative; untouched otherwise."""
-
-    class TwoEncoders:
-        def __init__(self) -> None:
-            self.modalities = ["a", "b"]
-            self.params = {m: [torch.nn.Parameter(torch.zeros(2))] for m in self.modalities}
-
-        def modality_parameters(self, m: str) -> list[torch.nn.Parameter]:
-            return self.params[m]
-
-    model = TwoEncoders()
-    aim = AIM(AIMOptions(mod_projection=True))
-    g_ce = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([1.0, 0.0])}
-    g_mod = {"a": torch.tensor([-2.0, 3.0]), "b": torch.tensor([2.0, 3.0])}  # a conflicts
-    for m in model.modalities:
-        model.params[m][0].grad = g_ce[m] + g_mod[m]
-    aim._ce_grads = {m: [g_ce[m]] for m in model.modalities}
-    aim.on_after_backward(model, None)  # type: ignore[arg-type]
-    # a: k = -2 / 1 -> g_mod loses [-2, 0]: the sum is [1, 0] + [0, 3]
-    assert model.params["a"][0].grad.tolist() == pytest.approx([1.0, 3.0])
-    assert model.params["b"][0].grad.tolist() == pytest.approx([3.0, 3.0])  # agreed: kept
-    cos = aim.means.sums
-    assert cos["mod_ce_cos_a"] == pytest.approx(-2 / 13**0.5)
-    assert cos["mod_ce_cos_b"] == pytest.approx(2 / 13**0.5)
-    assert aim._ce_grads == {}  # used once
-
-
-def test_mod_projection_and_ce_bound_train(tmp_path: Path) -> None:
-    result = run_experiment(
-        tiny_config(
-            tmp_path,
-            method={
-                "name": "aim",
-                "options": {**AIM_FAST, "mod_projection": True, "mod_ce_bound": 1.0},
-            },
-            train={"epochs": 2},
-        ),
-        tmp_path / "run",
-    )
-    last = result.history[-1]
-    assert last["train_mod"] <= 1.0 * last["train_ce"] + 1e-6  # the bound, step by step
-    # the projection ran in every phase-2 step and logged its cosine per encoder
-    assert {"method_mod_ce_cos_a", "method_mod_ce_cos_b"} <= set(last)
-
-
-def test_mod_depths_leaves_the_other_depths_out_of_eq15() -> None:
-    from mmbalance.errors import ConfigError
-    from mmbalance.methods import functional as AF
-    from mmbalance.methods.aim.method import _Step
-
-    step = _Step(depth=2, modalities=2, device=torch.device("cpu"))
-    step.s = torch.tensor([[0.2, 0.6], [0.4, 0.5]])
-    step.losses = [[torch.tensor(1.0), torch.tensor(2.0)], [torch.tensor(3.0), torch.tensor(1.0)]]
-    rho2, _ = AF.pam_weights(step.s[1])
-    depth2 = float((rho2 * torch.tensor([3.0, 1.0])).sum())
-    alpha2 = float(AF.dam_alpha(step.s)[1])
-    for normalize, weight in ((True, 1.0), (False, alpha2)):  # normalised over depth 2 alone
-        method = AIM(AIMOptions(pam=False, dam_normalize=normalize, mod_depths=[2]))
-        loss, weights = method._modulation(step)
-        assert float(loss) == pytest.approx(weight * depth2)
-        assert torch.allclose(weights["alpha"], AF.dam_alpha(step.s))  # logged as Eq. 14
-    for bad in ([], [0]):
-        with pytest.raises(ConfigError, match="mod_depths"):
-            AIMOptions(mod_depths=bad).validate("method.options")
-
-
-def test_mod_depths_beyond_the_encoders_is_refused(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, method={"name": "aim", "options": {"mod_depths": [3]}})
-    with pytest.raises(CapabilityError, match=r"mod_depths \[3\] names a depth beyond"):
-        run_experiment(config, tmp_path / "run")
-
-
 def test_split_ce_is_the_per_modality_cross_entropy_of_the_fused_heads_split(
     tmp_path: Path,
 ) -> None:
@@ -571,14 +501,6 @@ def test_split_ce_is_the_per_modality_cross_entropy_of_the_fused_heads_split(
     assert terms["split_ce"].item() == pytest.approx(expected.item(), rel=1e-6)
     encoders = list(model.encoders.parameters())
     assert any(_nonzero(g) for g in _grads(terms["split_ce"], encoders))
-    # split_ce_head_only: the same value, and it trains the head alone
-    _t, method, model, batch, state = _setup(
-        tmp_path / "head", {"split_ce": 0.5, "split_ce_head_only": True}
-    )
-    terms = method.loss(method.forward(model, batch, state), batch, state)
-    assert terms["split_ce"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert all(g is None for g in _grads(terms["split_ce"], list(model.encoders.parameters())))
-    assert _nonzero(_grads(terms["split_ce"], [model.head.weight])[0])
     # phase 1 has no such term; a fusion without an exact split is refused
     _t, method, model, batch, state = _setup(tmp_path / "p1", {"split_ce": 0.5, "start_epoch": 3})
     assert "split_ce" not in method.loss(method.forward(model, batch, state), batch, state)
@@ -597,33 +519,54 @@ def test_split_ce_is_the_per_modality_cross_entropy_of_the_fused_heads_split(
         assert ("split_ce" in terms) == (weight > 0)
 
 
-def test_aux_fused_ce_replaces_the_dominant_modality_by_its_last_auxiliary_block(
-    tmp_path: Path,
-) -> None:
-    # One block per encoder, no norm: the auxiliary block is relu(x @ theta_b^T + b) (Eq. 7),
-    # recomputed by hand, and it is the pooled feature (an MLP pools by identity).
-    _t, method, model, batch, state = _setup(
-        tmp_path,
-        {**AIM_LITERAL, "aux_fused_ce": 2.0, "aux_batch_fraction": 0.5},
-        model={"encoder": {"type": "mlp", "hidden": [6], "norm": "none"}},
+def test_pam_every_runs_pams_passes_on_one_step_in_k(tmp_path: Path) -> None:
+    """``pam_every: 3``: the auxiliary and complementary passes (and the decoupler's Adam
+    step) on global steps 0 and 3 only; the other steps run the original blocks alone."""
+    trainer, method, model, _batch, _state = _setup(
+        tmp_path, {"pam_every": 3, "aux_batch_fraction": 1.0, "pdm_batch_fraction": 1.0}
     )
-    out = method.forward(model, batch, state)
-    terms = method.loss(out, batch, state)
-    y = batch["label"]
-    n = -(-y.shape[0] // 2)
-    scores = [method.means.sums[f"s_{m}_d1"] for m in model.modalities]  # this step's s (Eq. 9)
-    dominant = model.modalities[int(torch.tensor(scores).argmax())]
-    block = model.encoders[dominant].blocks[0][0]
-    layer = method.decoupler.layers[dominant][0]["0__weight"]
-    lat = block.weight @ layer.phi_lat.weight.detach().T + layer.phi_lat.bias.detach()
-    mask = torch.sigmoid(lat @ layer.phi_mask.weight.detach().T + layer.phi_mask.bias.detach())
-    theta_b = (lat * mask) @ layer.psi.weight.detach().T + layer.psi.bias.detach()
-    aux = torch.relu(batch["inputs"][dominant][:n] @ theta_b.T + block.bias)
-    features = {m: aux if m == dominant else out.features[m][:n] for m in model.modalities}
-    logits = model.head(model.fusion(features))
-    expected = 2.0 * F.cross_entropy(logits, y[:n])
-    assert terms["aux_ce"].item() == pytest.approx(expected.item(), rel=1e-5)
-    # it trains the head and reaches the dominant weights through the decoupler only (Eq. 13)
-    assert _nonzero(_grads(terms["aux_ce"], [model.head.weight])[0])
-    assert _nonzero(_grads(terms["aux_ce"], [block.weight])[0])
-    assert all(g is None for g in _grads(terms["aux_ce"], list(method.decoupler.parameters())))
+    calls: list[int] = []
+    block = model.encoders["a"].blocks[0]
+    handle = block.register_forward_pre_hook(lambda mod, args: calls.append(trainer.step))
+    adam_steps: list[int] = []
+    adam = method.optimizers["decoupler"]
+    original_step = adam.step
+    adam.step = lambda *a, **k: (adam_steps.append(trainer.step), original_step(*a, **k))[1]
+    terms = trainer.run_steps(4)
+    handle.remove()
+    # original + auxiliary + complementary on PAM's steps, the original block alone otherwise
+    assert [calls.count(i) for i in range(4)] == [3, 1, 1, 3]
+    assert adam_steps == [0, 3]
+    assert ["pdm" in t for t in terms] == [True, False, False, True]
+
+
+def test_pam_every_weighs_the_auxiliary_terms_by_k_and_keeps_rho_between() -> None:
+    """Eq. 11 with ``pam_every`` k, by hand: on a PAM step the auxiliary terms count k times;
+    on the others Eq. 12 reads the last PAM step's s~, so the original blocks keep their weight
+    rho = exp(-s) / (sum exp(-s) + sum exp(-s~)), and there is no auxiliary term."""
+    import math
+
+    from mmbalance.methods.aim.method import _Step
+
+    method = AIM(AIMOptions(pam_every=4, dam=False))
+    method.decoupler = torch.nn.Module()  # type: ignore[assignment]  # only "is not None" is read
+    step = _Step(depth=1, modalities=2, device=torch.device("cpu"))
+    step.s = torch.tensor([[0.2, 0.6]])
+    step.s_aux = torch.tensor([[0.1, 0.5]])
+    step.losses = [[torch.tensor(1.0), torch.tensor(2.0)]]
+    step.losses_aux = [[torch.tensor(3.0), torch.tensor(4.0)]]
+    z = sum(math.exp(-v) for v in (0.2, 0.6, 0.1, 0.5))
+    originals = (math.exp(-0.2) * 1.0 + math.exp(-0.6) * 2.0) / z
+    auxiliary = (math.exp(-0.1) * 3.0 + math.exp(-0.5) * 4.0) / z
+    method._pam_step = True
+    loss, _ = method._modulation(step)
+    assert float(loss) == pytest.approx(originals + 4 * auxiliary)
+    # the next step: no auxiliary pass, new original scores, s~ from the step above
+    plain = _Step(depth=1, modalities=2, device=torch.device("cpu"))
+    plain.s = torch.tensor([[0.3, 0.6]])
+    plain.losses = [[torch.tensor(1.5), torch.tensor(2.0)]]
+    method._pam_step = False
+    loss, weights = method._modulation(plain)
+    z = sum(math.exp(-v) for v in (0.3, 0.6, 0.1, 0.5))
+    assert float(loss) == pytest.approx((math.exp(-0.3) * 1.5 + math.exp(-0.6) * 2.0) / z)
+    assert weights["saux"][0].tolist() == pytest.approx([0.1, 0.5])

@@ -11,6 +11,7 @@ A run folder holds everything needed to reproduce and audit the run::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -54,6 +55,19 @@ def git_commit(path: Path) -> str | None:
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the installed package's Python sources (relative path and bytes of every
+    ``.py`` file, in path order): two runs with the same fingerprint were trained by the same
+    code, committed or not, whatever else in the checkout differed. Results tables compare it
+    with the current code's to say which rows the landed code produced."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def build_experiment(config: ExperimentConfig) -> tuple[DataSplits, MultimodalModel, Method]:
@@ -125,6 +139,9 @@ def write_run_files(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(Path(__file__).resolve().parent) or git_commit(Path.cwd()),
+        # the training code itself: a "-dirty" commit says the checkout differed, this says
+        # whether the package's sources did (experiment.code_fingerprint)
+        "code_sha256": code_fingerprint(),
         "command": sys.argv,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": data.info,

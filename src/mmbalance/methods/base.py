@@ -159,6 +159,11 @@ class Method(nn.Module):
     def on_fit_start(self, state: TrainState) -> None:
         """At the start of :meth:`Trainer.fit`, fresh or resumed (state already restored)."""
 
+    def cost_cycle(self) -> int:
+        """Steps after which the method's per-step work repeats (AIM with ``pam_every`` k: k);
+        the training cost per sample is measured over that many steps."""
+        return 1
+
     # -- the loop ---------------------------------------------------------------------------
     def on_epoch_start(self, state: TrainState) -> None:
         """Before the first batch of an epoch."""

@@ -241,21 +241,12 @@ def euclidean_distance(h: Tensor, prototypes: Tensor) -> Tensor:
     return torch.sqrt(d2.clamp_min(0.0) + DISTANCE_EPS)
 
 
-def prototype_logits(
-    h: Tensor, prototypes: Tensor, temperature: float | Tensor = 1.0, metric: str = "euclidean"
-) -> Tensor:
-    """``logit_k = -delta(h, p_k) / tau``: the argument of the softmax in Eqs. 9 and 10.
-
-    ``metric="squared"`` uses ``delta^2`` (prototypical networks): then the softmax is that of
-    a linear classifier with weights ``2 p_k / tau`` and biases ``-||p_k||^2 / tau``.
-    """
-    distances = euclidean_distance(h, prototypes)
-    if metric == "squared":
-        distances = distances.pow(2)
-    return -distances / temperature
+def prototype_logits(h: Tensor, prototypes: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+    """``logit_k = -delta(h, p_k) / tau``: the argument of the softmax in Eqs. 9 and 10."""
+    return -euclidean_distance(h, prototypes) / temperature
 
 
-def auto_temperature(prototypes: Tensor, scale: float = 0.2, metric: str = "euclidean") -> Tensor:
+def auto_temperature(prototypes: Tensor, scale: float = 0.2) -> Tensor:
     """A scale-free ``tau``: ``scale`` times the mean distance between two of the K
     prototypes (detached).
 
@@ -274,8 +265,6 @@ def auto_temperature(prototypes: Tensor, scale: float = 0.2, metric: str = "eucl
     if k < 2:
         return torch.ones((), device=p.device)
     pairwise = euclidean_distance(p, p)
-    if metric == "squared":
-        pairwise = pairwise.pow(2)
     mean = (pairwise.sum() - pairwise.diagonal().sum()) / (k * (k - 1))
     return scale * mean.clamp_min(1e-6)
 
@@ -297,39 +286,38 @@ def saturation(logits: Tensor, labels: Tensor, eps: float = 0.01) -> Tensor:
     return ((prob < eps) | (prob > 1 - eps)).float().mean()
 
 
-def pam_weights(
-    s: Tensor, s_aux: Tensor | None = None, temperature: float = 1.0
-) -> tuple[Tensor, Tensor | None]:
-    """Eq. 12: ``rho^m = exp(-s^m / T) / Z``, ``rho~^m = exp(-s~^m / T) / Z``.
+def pam_weights(s: Tensor, s_aux: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Eq. 12: ``rho^m = exp(-s^m) / Z``, ``rho~^m = exp(-s~^m) / Z``.
 
-    ``Z = sum_m [exp(-s^m / T) + exp(-s~^m / T)]`` over the M original and M auxiliary blocks
-    of one depth. Without auxiliary blocks (the "w/o PAM" ablation) ``Z = sum_m exp(-s^m / T)``.
-    Lower performance -> larger weight. ``T = 1`` is Eq. 12 as written; over scores in [0, 1]
-    it moves a weight by a factor e at most, so a smaller T is needed for Eq. 12 to do what the
-    paper says it does ("reducing the participation of high-performing original blocks in
-    dominant modalities"). Inputs ``[M]``; outputs are detached ("fixed weight").
+    ``Z = sum_m [exp(-s^m) + exp(-s~^m)]`` over the M original and M auxiliary blocks of one
+    depth. Without auxiliary blocks (the "w/o PAM" ablation) ``Z = sum_m exp(-s^m)``. Lower
+    performance -> larger weight; over scores in [0, 1] a weight moves by a factor e at most.
+    Inputs ``[M]``; outputs are detached ("fixed weight").
     """
-    e = torch.exp(-s.detach() / temperature)
+    e = torch.exp(-s.detach())
     if s_aux is None:
         return e / e.sum(), None
-    e_aux = torch.exp(-s_aux.detach() / temperature)
+    e_aux = torch.exp(-s_aux.detach())
     z = e.sum() + e_aux.sum()
     return e / z, e_aux / z
 
 
-def dominant_modalities(s: Tensor) -> list[int]:
-    """Indices of the modalities whose score is above the mean of ``s [M]`` (the dominant ones
-    of a depth; none when all are equal). Used by AIM's ``aux_fused_ce`` option."""
-    return [int(j) for j in torch.nonzero(s > s.mean()).flatten()]
-
-
 def pam_loss(
-    losses: Tensor, rho: Tensor, losses_aux: Tensor | None = None, rho_aux: Tensor | None = None
+    losses: Tensor,
+    rho: Tensor,
+    losses_aux: Tensor | None = None,
+    rho_aux: Tensor | None = None,
+    aux_weight: float = 1.0,
 ) -> Tensor:
-    """Eq. 11: ``L_d = sum_m [rho^m L^m + rho~^m L~^m]`` (auxiliary terms optional)."""
+    """Eq. 11: ``L_d = sum_m [rho^m L^m + rho~^m L~^m]`` (auxiliary terms optional).
+
+    ``aux_weight`` multiplies the auxiliary terms: AIM's ``pam_every`` k runs the auxiliary
+    blocks on one step in k and weighs their terms by k there, so that over k steps the
+    expected ``L_d`` is Eq. 11's (an importance weight, as a sub-batch is for a batch mean).
+    """
     total = (rho * losses).sum()
     if losses_aux is not None and rho_aux is not None:
-        total = total + (rho_aux * losses_aux).sum()
+        total = total + aux_weight * (rho_aux * losses_aux).sum()
     return total
 
 
@@ -345,40 +333,15 @@ def dam_alpha(s: Tensor) -> Tensor:
     return std / mean.clamp_min(1e-12)
 
 
-def normalize_alpha(alpha: Tensor, keep: Tensor | None = None) -> Tensor:
+def normalize_alpha(alpha: Tensor) -> Tensor:
     """``alpha_d / mean_d alpha_d`` (``dam_normalize``): Eq. 14's relative weighting of the
-    depths, with mean 1 so that ``lambda_mod`` alone sets the strength of Eq. 15.
-
-    ``keep`` (0/1 per depth, AIM's ``mod_depths``): the other depths get weight 0 and the mean
-    is taken over the kept ones."""
-    if keep is None:
-        return alpha / alpha.mean().clamp_min(1e-12)
-    kept = alpha * keep
-    return kept / (kept.sum() / keep.sum()).clamp_min(1e-12)
+    depths, with mean 1 so that ``lambda_mod`` alone sets the strength of Eq. 15."""
+    return alpha / alpha.mean().clamp_min(1e-12)
 
 
 def modulation_loss(alpha: Tensor, depth_losses: Tensor) -> Tensor:
     """Eq. 15: ``L_mod = sum_d alpha_d L_d``."""
     return (alpha.detach() * depth_losses).sum()
-
-
-def bounded_modulation(mod: Tensor, ce: Tensor, bound: float | None) -> Tensor:
-    """``mod`` (the weighted ``lambda_mod * L_mod``) scaled so that its value is at most
-    ``bound`` times the fused cross-entropy ``ce``: ``mod * min(1, bound * ce / mod)``, the
-    factor a constant of the step (its direction, and Eqs. 11-15's weighting, unchanged).
-
-    Not in the paper, which gives no weight for ``L_mod`` beside CE. The prototype losses of
-    Eq. 10 use a temperature tied to the prototypes' spacing, so they do not fall as the
-    training split is fit: without a bound ``lambda_mod * L_mod`` ends the run at 60-95x the
-    CE it modulates on digits_seq (the default's last epoch, seeds 0-2, ``metrics.csv`` of
-    ``benchmarks/aim_tuning.py``'s runs). ``None``: no bound.
-    """
-    if bound is None:
-        return mod
-    limit = bound * ce.detach()
-    value = mod.detach()
-    factor = torch.where(value > limit, limit / value.clamp_min(1e-12), torch.ones_like(value))
-    return mod * factor
 
 
 def reconstruction_loss(weight: Tensor, reconstruction: Tensor, kind: str = "relative") -> Tensor:

@@ -239,6 +239,12 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
         return dict(json.loads(record_file.read_text()))
     result = json.loads(summary.read_text())
     config = load_config(experiment, list(run.overrides))
+    meta = json.loads((run.run_dir / "meta.json").read_text())
+    rows = [
+        json.loads(line)
+        for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     record = {
         "label": run.label,
         "method": run.method,
@@ -252,9 +258,16 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
         "test": result["test"],
         "evaluation": evaluate_run(run.run_dir),
         "flops_per_sample": flops_or_none(config),
-        "train_samples": json.loads((run.run_dir / "meta.json").read_text())["data"]["sizes"][
-            "train"
-        ],
+        "train_samples": meta["data"]["sizes"]["train"],
+        # per epoch, for convergence (the epoch / time / FLOPs at which a level is reached)
+        "curve": {
+            "val_acc": [r["val_acc"] for r in rows],
+            "time_epoch": [r.get("time_epoch") for r in rows],
+        },
+        # which code trained it (experiment.code_fingerprint): tables say which rows the
+        # current code produced
+        "git_commit": meta.get("git_commit"),
+        "code_sha256": meta.get("code_sha256"),
     }
     record_file.write_text(json.dumps(record, indent=1))
     return record

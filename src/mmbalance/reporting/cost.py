@@ -1,10 +1,11 @@
 """Training cost of a method: FLOPs of one training step, per sample.
 
-Counted with ``torch.utils.flop_counter`` over a whole ``Trainer.train_step`` — forward,
+Counted with ``torch.utils.flop_counter`` over whole ``Trainer.train_step`` calls — forward,
 backward, every extra pass and hook of the method (AIM's auxiliary and complementary blocks,
-G-Blending's heads, MLA's alternating passes) — on one training batch of a fresh model, with the
+G-Blending's heads, MLA's alternating passes) — on training batches of a fresh model, with the
 method put in the state of the *last* epoch (its steady-state phase: AIM's phase 2, after
-warm-ups). Divided by the batch size.
+warm-ups), over one cycle of the method's work (``Method.cost_cycle`` steps: AIM with
+``pam_every`` k runs PAM's passes on one step in k). Divided by the samples of those steps.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mmbalance.config import ExperimentConfig
 
 
 def step_flops_per_sample(config: ExperimentConfig) -> float:
-    """FLOPs of one training step at the last epoch, divided by the batch size."""
+    """FLOPs of the training steps of one cost cycle at the last epoch, per sample."""
     from mmbalance.data.loading import make_loader, to_device
     from mmbalance.experiment import build_experiment
     from mmbalance.training.trainer import Trainer
@@ -37,11 +38,15 @@ def step_flops_per_sample(config: ExperimentConfig) -> float:
         # (G-Blending's weights, estimated at super-epoch boundaries)
         method.on_epoch_start(trainer.state(0, 0, steps))
         method.on_epoch_start(trainer.state(last, 0, steps))
-        batch: dict[str, Any] = to_device(next(iter(loader)), trainer.device)
+        cycle = method.cost_cycle()
+        batches: list[dict[str, Any]] = []
+        while len(batches) < cycle:  # a loader shorter than the cycle is read again
+            batches += [to_device(b, trainer.device) for b in loader][: cycle - len(batches)]
         counter = FlopCounterMode(display=False)
         with counter:
-            trainer.train_step(batch, last, 0, steps)
-        return float(counter.get_total_flops()) / batch["label"].numel()
+            for i, batch in enumerate(batches):
+                trainer.train_step(batch, last, i % steps, steps)
+        return float(counter.get_total_flops()) / sum(b["label"].numel() for b in batches)
 
 
 def flops_or_none(config: ExperimentConfig) -> float | None:

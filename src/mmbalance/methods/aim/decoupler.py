@@ -97,10 +97,10 @@ class LayerDecoupler(nn.Module):
         latent: int,
         mode: DecouplerMode,
         mask_share: float | None = None,
-        rescale: bool = False,
+        hard: bool = False,
     ) -> None:
         super().__init__()
-        self.rescale = rescale
+        self.hard = hard
         self.shape = tuple(shape)
         self.rows, fan_in = _view(self.shape, mode)
         latent = latent_width(self.shape, latent, mode)
@@ -137,15 +137,14 @@ class LayerDecoupler(nn.Module):
         detach_params: bool,
         need_aux: bool = True,
         need_comp: bool = True,
-        mask_grad: bool = True,
     ) -> Decoupled:
         """Decouple ``weight``.
 
         ``detach_params=True`` treats the decoupler as constants (the auxiliary-block loss of
         Eq. 13 must reach ``weight`` through it without training it); detach ``weight`` at the
-        call site for ``L_pdm``, which must train the decoupler only. ``mask_grad=False``
-        treats the mask as a constant of W: the gradient reaches W through
-        ``Psi o diag(w) o Phi_lat`` only.
+        call site for ``L_pdm``, which must train the decoupler only. The gradient of
+        ``theta_b`` reaches W through ``Psi``, the mask and ``Phi_lat`` alike (Eq. 13's
+        ``J_pdm``, the mask's own dependence on W included).
         """
 
         def p(t: Tensor) -> Tensor:
@@ -153,34 +152,43 @@ class LayerDecoupler(nn.Module):
 
         flat = weight.reshape(self.rows, -1)
         lat = F.linear(flat, p(self.phi_lat.weight), p(self.phi_lat.bias))
-        mask_in = lat if mask_grad else lat.detach()
         if self.mask_share is None:  # the literal Eq. 7
-            logits = F.linear(mask_in, p(self.phi_mask.weight), p(self.phi_mask.bias))
+            logits = F.linear(lat, p(self.phi_mask.weight), p(self.phi_mask.bias))
         else:
             # Phi_mask reads each row's latent pattern at unit RMS: weights are ~0.01-0.1, so
             # raw they leave the mask at sigmoid(bias) and the mask learns at a crawl
-            pattern = mask_in / mask_in.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+            pattern = lat / lat.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
             logits = F.linear(pattern, p(self.phi_mask.weight), p(self.phi_mask.bias))
             share = self.mask_share
             logits = logits - logits.mean(-1, keepdim=True) + math.log(share / (1 - share))
         mask = logits.sigmoid()
+        if self.hard:
+            mask = _hard_mask(logits, mask, self.mask_share)
 
         def psi(z: Tensor) -> Tensor:
             return F.linear(z, p(self.psi.weight), p(self.psi.bias)).reshape(self.shape)
 
         out = Decoupled(mask)
-        keep, rest = mask, 1 - mask
-        if self.rescale:
-            # inverted-dropout scaling per row: a uniform mask then gives theta_b = theta_g = W,
-            # and a spread one re-weights W's directions instead of shrinking the whole block
-            keep = keep / keep.mean(-1, keepdim=True).clamp_min(1e-6)
-            rest = rest / rest.mean(-1, keepdim=True).clamp_min(1e-6)
         if need_aux:
-            out.aux = psi(lat * keep)
+            out.aux = psi(lat * mask)
         if need_comp:  # the complementary branch and the reconstruction both feed L_pdm
-            out.comp = psi(lat * rest)
+            out.comp = psi(lat * (1 - mask))
             out.recon = psi(lat)
         return out
+
+
+def _hard_mask(logits: Tensor, soft: Tensor, share: float | None) -> Tensor:
+    """A 0/1 mask with the soft mask's gradient (straight-through): per row, the ``share`` of
+    latent coordinates with the largest logits (``share`` None: the logits above 0). Then
+    ``theta_b`` is W restricted to a subspace of its latent directions and ``theta_g`` to the
+    rest, and Eq. 13 sends the auxiliary loss into that subspace of W alone."""
+    if share is None:
+        hard = (logits > 0).to(soft.dtype)
+    else:
+        k = max(1, round(share * logits.shape[-1]))
+        top = logits.topk(k, dim=-1).indices
+        hard = torch.zeros_like(soft).scatter_(-1, top, 1.0)
+    return hard + soft - soft.detach()
 
 
 class Decoupler(nn.Module):
@@ -198,7 +206,7 @@ class Decoupler(nn.Module):
         budget: int,
         init: Literal["svd", "random"] = "svd",
         mask_share: float | None = 0.5,
-        rescale: bool = False,
+        hard_mask: bool = False,
     ) -> None:
         super().__init__()
         size = decoupler_size(model, latent, mode)
@@ -220,7 +228,7 @@ class Decoupler(nn.Module):
                 params = dict(block.named_parameters())
                 keyed = {n.replace(".", "__"): n for n in decoupled_parameter_names(block)}
                 layers = {
-                    k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, rescale)
+                    k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, hard_mask)
                     for k, n in keyed.items()
                 }
                 if init == "svd":
@@ -261,7 +269,11 @@ class Decoupler(nn.Module):
           than predicting zero);
         - ``aux_cos``: cosine of ``theta_b`` and W (the auxiliary block is a part of W);
         - ``aux_comp_cos``: cosine of ``theta_b`` and ``theta_g`` (1 = no decoupling);
-        - ``mask_density``, ``mask_std``, ``mask_extreme`` (share of mask entries < 0.1 or > 0.9).
+        - ``aux_norm``: ``||theta_b|| / ||W||``;
+        - ``mask_density``, ``mask_std``, ``mask_extreme`` (share of mask entries < 0.1 or > 0.9);
+        - ``mask_lead``: the mask's mean over the leading half of the latent coordinates (with
+          the SVD initialisation, W's largest singular directions at the start): below
+          ``mask_density``, the auxiliary block holds W's minor directions.
         """
         sums: dict[str, float] = {}
         count = 0
@@ -278,9 +290,11 @@ class Decoupler(nn.Module):
                         "recon_rel": float((w - x.recon.flatten()).pow(2).sum() / w.pow(2).sum()),
                         "aux_cos": float(F.cosine_similarity(aux, w, dim=0)),
                         "aux_comp_cos": float(F.cosine_similarity(aux, comp, dim=0)),
+                        "aux_norm": float(aux.norm() / w.norm().clamp_min(1e-12)),
                         "mask_density": float(x.mask.mean()),
                         "mask_std": float(x.mask.std()) if x.mask.numel() > 1 else 0.0,
                         "mask_extreme": float(((x.mask < 0.1) | (x.mask > 0.9)).float().mean()),
+                        "mask_lead": float(x.mask[:, : max(1, x.mask.shape[1] // 2)].mean()),
                     }
                     for k, v in values.items():
                         sums[k] = sums.get(k, 0.0) + v

@@ -51,28 +51,10 @@ class AIMOptions:
     # weight of L_mod beside CE in phase 2 (paper: not given); chosen with split_ce on. On
     # FiLM / gated fusions (no split_ce) 3.0 measures better (docs/aim.md, step 8)
     lambda_mod: float = 1.0
-    # The phase-2 term lambda_mod * L_mod is scaled down to at most this multiple of the fused
-    # CE, step by step (AF.bounded_modulation). None: unbounded (the paper gives no bound).
-    mod_ce_bound: float | None = None
-    # Where L_mod's gradient on an encoder points against the fused CE's (negative dot product
-    # over the encoder's parameters), remove that component (a PCGrad-style projection, as
-    # MMPareto resolves its unimodal/multimodal conflict): the modulation may then only add to
-    # what CE asks of the encoder. One more backward pass of CE through the encoders per step.
-    mod_projection: bool = False
-    # 1-based depths whose L_d enter Eq. 15 (normalised over these with dam_normalize); None:
-    # every depth, as the paper. For locating which depth's modulation helps or hurts.
-    mod_depths: list[int] | None = None
     # Share of the fused cross-entropy's gradient that reaches the encoders in phase 2 (the
     # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
     # L_mod" alone: 0.0 is that literal reading (encoders driven by L_mod only, the head by CE).
     ce_to_encoders: float = 1.0
-    # Weight of a second fused cross-entropy in phase 2 in which each dominant modality (last-
-    # depth score s above the modalities' mean) enters the fusion through its last auxiliary
-    # block instead of its original one (on the auxiliary sub-batch): PAM's "reduced
-    # participation of high-performing original blocks in dominant modalities" applied to the
-    # fused prediction, so the head learns to use the weak modalities too. 0.0: the paper (the
-    # auxiliary blocks only enter L_mod).
-    aux_fused_ce: float = 0.0
     # Weight of the per-modality cross-entropies of the fused head's exact split in phase 2:
     # concat and sum fusions write the fused logits as sum_m head_m(f_m), and each head_m(f_m)
     # is trained to classify on its own, as AIM-label scores each modality with "the
@@ -83,11 +65,6 @@ class AIMOptions:
     # step 8). None: 1.0 where the fusion splits (concat, sum), 0.0 elsewhere (FiLM, gated);
     # 0.0 is the paper as written.
     split_ce: float | None = None
-    # split_ce on detached features: it trains the head alone (a diagnostic: is the gain the
-    # head's, or the unimodal gradient it sends into the encoders?)
-    split_ce_head_only: bool = False
-    # T of Eq. 12, rho = softmax(-s / T) over a depth's blocks; 1.0 is Eq. 12 as written
-    pam_temperature: float = 1.0
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
     # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
     prototypes: Literal["centroid", "dap"] = "centroid"
@@ -96,7 +73,6 @@ class AIMOptions:
     dap_distance: Literal["flat", "pooled"] = "pooled"
     dap_temperature: float | Literal["auto"] = "auto"  # a number: fixed tau (paper: 1)
     dap_auto_scale: float = 0.2  # auto: tau = this x the mean distance between prototypes
-    dap_metric: Literal["euclidean", "squared"] = "euclidean"  # delta, or delta^2
     # PDM (s. 3)
     latent_dim: int = 512
     decoupler: Literal["rowwise", "layer"] = "rowwise"
@@ -104,10 +80,15 @@ class AIMOptions:
     decoupler_init: Literal["svd", "random"] = "svd"  # random: the literal reading
     decoupler_lr: float = 1e-3  # Adam
     mask_share: float | None = 0.5  # centred mask logits; None: the literal free mask
-    # theta_b = Psi(lat * w / mean(w)) (and theta_g likewise): blocks at W's scale, re-weighted
-    mask_rescale: bool = False
+    # a 0/1 mask (the mask_share of each row's latent coordinates with the largest logits),
+    # with the sigmoid's gradient (straight-through); False: Eq. 7's sigmoid as written
+    mask_hard: bool = False
     recon_loss: Literal["relative", "mean", "sum"] = "relative"  # sum: Eq. 8 as written
     pdm_during_modulation: bool = True
+    # PAM's passes (the auxiliary blocks of Eqs. 7, 9-13 and the decoupler's L_pdm, Eq. 8) run
+    # on one training step in k, their Eq. 11 terms weighted by k there: over k steps the
+    # expected L_mod is the every-step one, at about 1/k of PAM's cost. 1 is the paper.
+    pam_every: int = 1
     # Share of each batch the complementary pass of L_pdm (Eq. 8) runs on. Eq. 8 is an
     # expectation over (I, y): the first ceil(f * B) samples of an already shuffled batch are
     # an unbiased, noisier estimate of it, at f of the cost. 1.0 is the literal reading.
@@ -120,9 +101,6 @@ class AIMOptions:
     # decoupler), so the default detaches I_d there; it also saves a third of AIM's extra
     # backward work. The original-block loss L_d^m always reaches earlier blocks.
     aux_input_grad: bool = False
-    # Whether Eq. 13's Jacobian includes the mask's own dependence on W (w = sigmoid(Phi_mask(
-    # Phi_lat(W)))): True is the literal J_pdm.
-    aux_mask_grad: bool = True
     # DAP (prototypes: dap; s. 1-2)
     dap_steps: int = 100  # Adam steps after each phase-1 epoch
     dap_lr: float = 1e-2
@@ -142,25 +120,15 @@ class AIMOptions:
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
         check_positive(self.lambda_mod, f"{where}.lambda_mod", allow_zero=True)
-        check_positive(self.aux_fused_ce, f"{where}.aux_fused_ce", allow_zero=True)
         if self.split_ce is not None:
             check_positive(self.split_ce, f"{where}.split_ce", allow_zero=True)
-        if self.mod_depths is not None and (
-            not self.mod_depths or any(int(d) < 1 for d in self.mod_depths)
-        ):
-            raise ConfigError(
-                f"{where}.mod_depths: got {self.mod_depths!r}; expected a non-empty list of "
-                "block depths counted from 1, or null"
-            )
-        if self.mod_ce_bound is not None:
-            check_positive(self.mod_ce_bound, f"{where}.mod_ce_bound")
         if not 0.0 <= self.ce_to_encoders <= 1.0:
             raise ConfigError(
                 f"{where}.ce_to_encoders: got {self.ce_to_encoders!r}; expected 0 <= share <= 1"
             )
         for name in (
-            "pam_temperature",
             "latent_dim",
+            "pam_every",
             "decoupler_budget",
             "decoupler_lr",
             "dap_lr",
@@ -236,7 +204,6 @@ class _Step:
         self.losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, auxiliary
         self.pdm: list[Tensor] = []  # Eq. 8 per block
         self.label: list[Tensor] = []  # AIM-label's per-depth heads
-        self.aux_features: dict[str, Tensor] = {}  # pooled last auxiliary block output per m
         # scalar diagnostics, kept on the device until one transfer per step
         self.diagnostics: dict[str, list[Tensor]] = {}
 
@@ -263,7 +230,9 @@ class AIM(Method):
         self._protos: dict[str, list[Tensor]] | None = None
         self.means = EpochMeans()
         self._dap_last: dict[str, float] = {}
-        self._ce_grads: dict[str, list[Tensor]] = {}
+        self._pam_step = False
+        # Eq. 12's auxiliary scores s~ [D, M] of the last step that ran the auxiliary blocks
+        self._s_aux = torch.zeros(0)
 
     # -- construction -----------------------------------------------------------------------
     def check(self, model: MultimodalModel, fusion: str) -> None:
@@ -274,12 +243,6 @@ class AIM(Method):
                 f"method 'aim' needs every encoder to have the same number of blocks D (Eq. 14 "
                 f"compares modalities depth by depth); got {depths}. Set the encoders' depth "
                 "(resnet18: 4; transformer: layers; mlp: len(hidden)) to one value."
-            )
-        depth = next(iter(depths.values()))
-        if self.options.mod_depths is not None and max(self.options.mod_depths) > depth:
-            raise CapabilityError(
-                f"method 'aim': mod_depths {self.options.mod_depths} names a depth beyond the "
-                f"encoders' {depth} blocks; expected depths from 1 to {depth}"
             )
         split = self.options.split_ce
         if split is not None and split > 0 and not model.fusion.splittable:
@@ -317,7 +280,7 @@ class AIM(Method):
                 o.decoupler_budget,
                 o.decoupler_init,
                 o.mask_share,
-                o.mask_rescale,
+                o.mask_hard,
             ).to(device)
             self.optimizers["decoupler"] = torch.optim.Adam(
                 self.decoupler.parameters(), lr=o.decoupler_lr
@@ -371,8 +334,8 @@ class AIM(Method):
         o = self.options
         tau = o.dap_temperature
         if tau == "auto":  # prototypes are identical on every rank, and so is tau
-            tau = AF.auto_temperature(protos, o.dap_auto_scale, o.dap_metric)
-        return AF.prototype_logits(rep, protos, tau, o.dap_metric)
+            tau = AF.auto_temperature(protos, o.dap_auto_scale)
+        return AF.prototype_logits(rep, protos, tau)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
@@ -381,6 +344,11 @@ class AIM(Method):
         model = state.model
         y = batch["label"]
         modulate = state.epoch >= o.start_epoch
+        # PAM's passes (auxiliary blocks, L_pdm) on one step in pam_every (the first step of
+        # each cycle, counted over the whole run so a resumed run keeps the same cycle)
+        self._pam_step = self.decoupler is not None and (
+            state.step % o.pam_every == 0 or self._s_aux.numel() == 0
+        )
         terms: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits, y)}
         assert output.intermediates is not None
         mods = model.modalities
@@ -401,14 +369,10 @@ class AIM(Method):
                 if self.label_heads is not None:
                     head = self.label_heads.head(m, d)
                     step.label.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
-                if self.decoupler is None:
+                if not self._pam_step:
                     continue
                 with torch.set_grad_enabled(modulate):
-                    step.s_aux[d, j], loss_aux, aux_out = self._auxiliary(
-                        model, m, d, block, inp, inter, y
-                    )
-                if modulate and o.aux_fused_ce > 0 and d == enc.depth - 1:
-                    step.aux_features[m] = enc.pool(aux_out, inter.frames)
+                    step.s_aux[d, j], loss_aux = self._auxiliary(model, m, d, block, inp, inter, y)
                 step.losses_aux[d].append(loss_aux)
                 if not modulate or o.pdm_during_modulation:
                     step.pdm.append(self._pdm(model, m, d, block, inp, inter.frames, y))
@@ -421,16 +385,10 @@ class AIM(Method):
             terms["label_heads"] = torch.stack(step.label).sum()
         mod, weights = self._modulation(step)
         if modulate:
-            terms["mod"] = AF.bounded_modulation(o.lambda_mod * mod, terms["ce"], o.mod_ce_bound)
-            if o.mod_projection:
-                self._ce_grads = self._encoder_grads(model, terms["ce"])
+            terms["mod"] = o.lambda_mod * mod
             split = self.split_weight(model)
             if split > 0:
-                terms["split_ce"] = split * self._split_ce(model, output, y)
-            if step.aux_features:
-                terms["aux_ce"] = o.aux_fused_ce * self._aux_fused_ce(
-                    model, output, weights["s"][-1], step.aux_features, y
-                )
+                terms["split_ce"] = split * self._split_ce(output, y)
         self._record(mods, step, weights)
         return terms
 
@@ -443,26 +401,21 @@ class AIM(Method):
         inp: Tensor,
         inter: Any,
         y: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Score and loss of the auxiliary block E~_d^m (Eq. 7; Eqs. 9-10 on its output) and
-        the output itself: the decoupler is a constant here, so the loss reaches W through it
-        (Eq. 13) and only W."""
+    ) -> tuple[Tensor, Tensor]:
+        """Score and loss of the auxiliary block E~_d^m (Eq. 7; Eqs. 9-10 on its output): the
+        decoupler is a constant here, so the loss reaches W through it (Eq. 13) and only W."""
         assert self.decoupler is not None
         dec = self.decoupler.decouple(
-            m,
-            d,
-            block,
-            detach_params=True,
-            detach_weights=False,
-            need_comp=False,
-            mask_grad=self.options.aux_mask_grad,
+            m, d, block, detach_params=True, detach_weights=False, need_comp=False
         )
         n = _sub_batch(self.options.aux_batch_fraction, y.shape[0])
         aux_in = inp if self.options.aux_input_grad else inp.detach()
         aux_in = aux_in[: n * inter.frames]  # frames are folded into rows
         aux_out = call_with_weights(block, {k: _need(x.aux) for k, x in dec.items()}, aux_in)
-        s, loss = AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
-        return s, loss, aux_out
+        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
+
+    def cost_cycle(self) -> int:
+        return self.options.pam_every if self.options.pam else 1
 
     def split_weight(self, model: MultimodalModel) -> float:
         """``split_ce`` for this model: the option, or when unset 1.0 where the fusion splits
@@ -471,37 +424,13 @@ class AIM(Method):
             return self.options.split_ce
         return 1.0 if model.fusion.splittable else 0.0
 
-    def _split_ce(self, model: MultimodalModel, output: ModelOutput, y: Tensor) -> Tensor:
+    @staticmethod
+    def _split_ce(output: ModelOutput, y: Tensor) -> Tensor:
         """``split_ce``: sum over modalities of the cross-entropy of the fused head's exact
-        split ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``), on detached features with
-        ``split_ce_head_only``."""
+        split ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``)."""
         split = output.split_logits
-        if self.options.split_ce_head_only:
-            split = model.fusion.split(
-                {m: f.detach() for m, f in output.features.items()}, model.head
-            )
         assert split is not None  # check() refused fusions without an exact split
         return torch.stack([F.cross_entropy(z, y) for z in split.values()]).sum()
-
-    @staticmethod
-    def _aux_fused_ce(
-        model: MultimodalModel,
-        output: ModelOutput,
-        s_last: Tensor,
-        aux_features: dict[str, Tensor],
-        y: Tensor,
-    ) -> Tensor:
-        """``aux_fused_ce``: the fused cross-entropy with every dominant modality (last-depth
-        score above the modalities' mean) replaced by its last auxiliary block's pooled output.
-        The other modalities keep their original features (first n samples of the batch)."""
-        mods = model.modalities
-        dominant = AF.dominant_modalities(s_last)
-        n = next(iter(aux_features.values())).shape[0]
-        features = {
-            m: aux_features[m] if j in dominant else output.features[m][:n]
-            for j, m in enumerate(mods)
-        }
-        return F.cross_entropy(model.classify(features).logits, y[:n])
 
     def _pdm(
         self,
@@ -536,26 +465,24 @@ class AIM(Method):
         return l_g + l_re
 
     def _modulation(self, step: _Step) -> tuple[Tensor, dict[str, Tensor]]:
-        """``L_mod`` (Eqs. 11, 12, 14, 15) and its weights (alpha, rho, rho~)."""
+        """``L_mod`` (Eqs. 11, 12, 14, 15) and its weights (alpha, rho, rho~).
+
+        On a step without PAM's passes (``pam_every`` > 1), Eq. 12 uses the auxiliary scores
+        of the last step that had them, so the original blocks keep their weight, and Eq. 11
+        has no auxiliary term; on a PAM step the auxiliary terms count ``pam_every`` times."""
         o = self.options
         # DDP: the global batch's scores, so every rank weighs the losses alike (Eqs. 12, 14)
-        s, s_aux = dist.reduce_mean(step.s), dist.reduce_mean(step.s_aux)
+        s = dist.reduce_mean(step.s)
+        if self._pam_step:
+            self._s_aux = dist.reduce_mean(step.s_aux)
+        s_aux = self._s_aux if self.decoupler is not None else torch.zeros_like(s)
         depth = s.shape[0]
         alpha = AF.dam_alpha(s) if o.dam else torch.ones(depth, device=s.device)
         # logged as Eq. 14 defines it (Fig. 6); the normalised weights only enter Eq. 15
-        keep: Tensor | None = None
-        if o.mod_depths is not None:  # the other depths leave Eq. 15 (a diagnostic option)
-            keep = torch.zeros(depth, device=s.device)
-            keep[[d - 1 for d in o.mod_depths]] = 1.0
-        if o.dam and o.dam_normalize:
-            weight = AF.normalize_alpha(alpha, keep)
-        else:
-            weight = alpha if keep is None else alpha * keep
+        weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
         rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
-            r, r_aux = AF.pam_weights(
-                s[d], s_aux[d] if self.decoupler is not None else None, o.pam_temperature
-            )
+            r, r_aux = AF.pam_weights(s[d], s_aux[d] if self.decoupler is not None else None)
             rho[d] = r
             if r_aux is not None:
                 rho_aux[d] = r_aux
@@ -567,6 +494,7 @@ class AIM(Method):
                     weights_orig[d],
                     torch.stack(step.losses_aux[d]) if step.losses_aux[d] else None,
                     rho_aux[d] if step.losses_aux[d] else None,
+                    float(o.pam_every),
                 )
                 for d in range(depth)
             ]
@@ -592,49 +520,11 @@ class AIM(Method):
             add(k, v)
         self.means.step()
 
-    @staticmethod
-    def _encoder_grads(model: MultimodalModel, loss: Tensor) -> dict[str, list[Tensor]]:
-        """The gradient of ``loss`` on each encoder's parameters (the graph is kept for the
-        trainer's backward of the summed loss)."""
-        mods = model.modalities
-        params = [p for m in mods for p in model.modality_parameters(m)]
-        raw = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
-        out, start = {}, 0
-        for m in mods:
-            n = len(model.modality_parameters(m))
-            out[m] = grads[start : start + n]
-            start += n
-        return out
-
-    @torch.no_grad()
-    def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
-        """``mod_projection``: per encoder, ``g = g_ce + g_mod`` with ``g_mod`` stripped of its
-        component along ``g_ce`` where the two conflict (``g_mod . g_ce < 0``)."""
-        if not self._ce_grads:
-            return
-        for m, g_ce in self._ce_grads.items():
-            params = model.modality_parameters(m)
-            g_ce = [dist.reduce_mean(g) for g in g_ce]  # DDP: the global batch's, like p.grad
-            total = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-            flat_ce = torch.cat([g.reshape(-1) for g in g_ce])
-            flat_mod = torch.cat([(t - g).reshape(-1) for t, g in zip(total, g_ce, strict=True)])
-            dot = flat_mod.dot(flat_ce)
-            norm = flat_ce.dot(flat_ce)
-            cos = dot / (flat_mod.norm() * flat_ce.norm()).clamp_min(1e-12)
-            self.means.add(f"mod_ce_cos_{m}", float(cos))
-            if dot >= 0 or norm == 0:
-                continue
-            k = dot / norm
-            for p, g in zip(params, g_ce, strict=True):
-                if p.grad is not None:
-                    p.grad.sub_(k * g)  # g_ce + (g_mod - k g_ce)
-        self._ce_grads = {}
-
     def on_step_end(self, state: TrainState) -> None:
-        for name in ("decoupler", "label_heads"):
-            if name in self.optimizers:
-                self.optimizers[name].step()
+        if self._pam_step:  # the decoupler has a gradient on PAM's steps only
+            self.optimizers["decoupler"].step()
+        if "label_heads" in self.optimizers:
+            self.optimizers["label_heads"].step()
         if self.dap is not None and state.epoch >= self.options.start_epoch:
             self._dap_last = self.dap.step(state.model, self.optimizers["dap"])
 
@@ -699,6 +589,7 @@ class AIM(Method):
             "centroids": self.centroids.state_dict() if self.centroids is not None else None,
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "dap_last": dict(self._dap_last),
+            "s_aux": self._s_aux,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -707,6 +598,8 @@ class AIM(Method):
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         self._dap_last = dict(state["dap_last"])
+        # checkpoints written before pam_every have none: the next step then runs PAM's passes
+        self._s_aux = state.get("s_aux", torch.zeros(0))
 
 
 def orthogonality_path(run_dir: Path) -> Path:
