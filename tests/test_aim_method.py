@@ -335,9 +335,8 @@ def test_unequal_depths_are_refused(tmp_path: Path) -> None:
             "encoders": {"b": {"type": "mlp", "hidden": [8]}},
         },
     )
-    data, model, method = build_experiment(cfg)
     with pytest.raises(CapabilityError, match="same number of blocks"):
-        Trainer(model, method, data, cfg, tmp_path / "run")
+        build_experiment(cfg)  # refused before any run folder or trainer exists
 
 
 @pytest.mark.parametrize(
@@ -550,11 +549,13 @@ def test_pam_every_weighs_the_auxiliary_terms_by_k_and_keeps_rho_between() -> No
 
     method = AIM(AIMOptions(pam_every=4, dam=False))
     method.decoupler = torch.nn.Module()  # type: ignore[assignment]  # only "is not None" is read
+    method._has_aux = torch.ones(1, 2)  # both blocks trainable: both have an auxiliary block
     step = _Step(depth=1, modalities=2, device=torch.device("cpu"))
     step.s = torch.tensor([[0.2, 0.6]])
     step.s_aux = torch.tensor([[0.1, 0.5]])
     step.losses = [[torch.tensor(1.0), torch.tensor(2.0)]]
     step.losses_aux = [[torch.tensor(3.0), torch.tensor(4.0)]]
+    step.aux_of = [[0, 1]]
     z = sum(math.exp(-v) for v in (0.2, 0.6, 0.1, 0.5))
     originals = (math.exp(-0.2) * 1.0 + math.exp(-0.6) * 2.0) / z
     auxiliary = (math.exp(-0.1) * 3.0 + math.exp(-0.5) * 4.0) / z

@@ -400,16 +400,14 @@ def test_score_sources_are_checked_at_construction(tmp_path: Path) -> None:
     cfg = tiny_config(
         tmp_path, method={"name": "ogm", "options": {"scores": "split"}}, model={"fusion": "film"}
     )
-    data, model, method = build_experiment(cfg)
     with pytest.raises(CapabilityError, match="'split' needs a concat or sum fusion"):
-        Trainer(model, method, data, cfg, tmp_path / "r1")
+        build_experiment(cfg)
     cfg = tiny_config(
         tmp_path,
         method={"name": "opm_ogm", "options": {}},
         model={"fusion": "gated", "unimodal_heads": False},
     )
-    data, model, method = build_experiment(cfg)
     with pytest.raises(CapabilityError, match="unimodal heads"):
-        Trainer(model, method, data, cfg, tmp_path / "r2")
+        build_experiment(cfg)
     with pytest.raises(ConfigError, match="alpha"):
         create_method("opm_ogm", alpha=-1.0)  # OGM's options are validated in OPM&OGM too

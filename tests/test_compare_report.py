@@ -120,7 +120,7 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
     alone = sorted(runs.glob("unimodal*"))
     for folder in alone:
         folder.rename(folder.with_name("moved_" + folder.name))
-    with pytest.raises(ConfigError, match="is not a run folder"):
+    with pytest.raises(ConfigError, match="does not exist"):
         summarize(load_grid(grid), records, results["modalities"])
     again, _ = summarize(load_grid(grid), records, results["modalities"], payload["certificate"])
     assert again == text
@@ -150,6 +150,10 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
     for fig in ("Fig. 1", "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7", "Fig. 8", "<table>"):
         assert fig in page
     assert 'src="http' not in page and 'src="file' not in page  # self-contained
+    # each of the comparison's three tables under its own heading, with its own header row
+    for title in ("Results", "Paired differences with joint training", "Imbalance certificate"):
+        assert f"<h3>{title}</h3>" in page
+    assert page.count("<table>") == page.count("<thead>") == 3
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no Chromium here: the page was checked as HTML only")
@@ -173,6 +177,18 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
     assert dump.returncode == 0, dump.stderr[-2000:]
     images = page.count("<img")
     assert f'data-images-loaded="{images}/{images}"' in dump.stdout
+    # as the browser parsed it: three tables, each a header row in its <thead> (the paired
+    # table's and the certificate's header cells are <th>, not data rows) under its heading
+    dom = dump.stdout
+    assert dom.count("<table>") == dom.count("<thead>") == 3
+    for title, first_header in (
+        ("Results", "method"),
+        ("Paired differences with joint training", "method"),
+        ("Imbalance certificate", "modality"),
+    ):
+        section = dom.split(f"<h3>{title}</h3>", 1)[1]
+        table = section[section.index("<table>") : section.index("</table>")]
+        assert table.startswith(f"<table><thead><tr><th>{first_header}</th>"), table[:200]
 
 
 def test_prototype_score_by_hand() -> None:

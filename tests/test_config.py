@@ -59,7 +59,7 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_switching_method_on_the_command_line_drops_the_files_options(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("method: {name: aim, options: {start_epoch: 3}}\n")
+    cfg.write_text("data: {name: mfeat}\nmethod: {name: aim, options: {start_epoch: 3}}\n")
     from mmbalance.methods.aim.method import AIMOptions
     from mmbalance.methods.unimodal import UnimodalOptions
     from mmbalance.structured import to_dict
@@ -82,7 +82,7 @@ def test_every_number_form_is_a_number(tmp_path: Path, text: str, value: float) 
     # YAML 1.1 (PyYAML) reads 1e-3 as a string; a person means a number
     assert parse_override(f"--optim.lr={text}") == (["optim", "lr"], value)
     path = tmp_path / "c.yaml"
-    path.write_text(f"optim: {{name: sgd, lr: {text}}}\n")
+    path.write_text(f"data: {{name: mfeat}}\noptim: {{name: sgd, lr: {text}}}\n")
     assert load_config(path).optim.lr == pytest.approx(value)
 
 

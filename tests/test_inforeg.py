@@ -42,7 +42,9 @@ def test_one_regulated_step_adds_the_proximal_term(tmp_path: Path) -> None:
     with torch.no_grad():  # move the encoders away from their epoch-start values
         for p in model.parameters():
             p.add_(0.01)
-    batch = to_device(next(iter(make_loader(data.train, cfg, True, 0))), trainer.device)
+    batch = to_device(
+        next(iter(make_loader(data.train, cfg.data, True, 0, seed=cfg.seed))), trainer.device
+    )
     out = method.forward(model, batch, state)
     terms = method.loss(out, batch, state)
     y = batch["label"]

@@ -1,6 +1,7 @@
 """The package's import graph keeps its layers (docs/design.md, "Module map"): no import cycle,
 nothing in ``methods/`` or ``data/`` reaching up into training, experiments or reporting, and
-no loose reporting modules at the package root. Imports inside functions count too."""
+no loose reporting modules at the package root. Imports inside functions count too, and so do
+imports under ``if TYPE_CHECKING:`` (never run, but a reader follows those names as well)."""
 
 from __future__ import annotations
 
@@ -17,28 +18,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _executed_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node except those under ``if TYPE_CHECKING:`` (annotations only, never run)."""
-    out: list[ast.AST] = []
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            todo.extend(node.orelse)
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-    return out
-
-
 def import_graph() -> dict[str, set[str]]:
-    """``module -> modules of the package it imports`` when it runs (``from a import b``
-    counts as an import of ``a.b`` when that is a module: that is what gets executed)."""
+    """``module -> modules of the package it imports``, anywhere in the file (``from a import
+    b`` counts as an import of ``a.b`` when that is a module: that is what gets executed)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges: set[str] = set()
-        for node in _executed_nodes(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

@@ -141,9 +141,8 @@ def test_unsupported_combinations_are_refused_at_construction(
     name: str, sections: dict, needle: str, tmp_path: Path
 ) -> None:
     cfg = tiny_config(tmp_path, method={"name": name, "options": {}}, **sections)
-    data, model, method = build_experiment(cfg)
     with pytest.raises((CapabilityError, ConfigError), match=needle):
-        Trainer(model, method, data, cfg, tmp_path / "run")
+        build_experiment(cfg)  # before any run folder or trainer exists
 
 
 def test_a_method_registered_from_outside_owns_its_modules(tmp_path: Path) -> None:

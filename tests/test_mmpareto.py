@@ -32,7 +32,9 @@ def test_one_step_gradients_match_an_independent_computation(tmp_path: Path) -> 
     cfg = tiny_config(tmp_path, method={"name": "mmpareto"}, train={"epochs": 1})
     data, model, method = build_experiment(cfg)
     trainer = Trainer(model, method, data, cfg, tmp_path / "run")
-    batch = to_device(next(iter(make_loader(data.train, cfg, True, 0))), trainer.device)
+    batch = to_device(
+        next(iter(make_loader(data.train, cfg.data, True, 0, seed=cfg.seed))), trainer.device
+    )
     state = trainer._state(0, 0, 1)
     y = batch["label"]
 

@@ -113,7 +113,7 @@ def test_pretrained_weights_load_from_a_torchvision_layout_file(tmp_path: Path) 
 def test_pretrained_weights_of_the_wrong_width_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "resnet18.pth"
     torch.save(_torchvision_layout(ResNet18Encoder(3, width=1.0)), path)
-    with pytest.raises(ConfigError, match="do not fit this ResNet18"):
+    with pytest.raises(ConfigError, match="does not fit this encoder: shape mismatches"):
         ResNet18Encoder(3, width=0.5).load_pretrained(path)
     with pytest.raises(ConfigError, match="does not exist"):
         ResNet18Encoder(3).load_pretrained(tmp_path / "nope.pth")

@@ -138,7 +138,7 @@ def test_a_config_inherits_its_base_and_another_methods_options_do_not_leak(
     from mmbalance.errors import ConfigError
 
     (tmp_path / "base.yaml").write_text(
-        "seed: 3\noptim: {name: sgd, lr: 0.5, momentum: 0.7}\n"
+        "seed: 3\ndata: {name: mfeat}\noptim: {name: sgd, lr: 0.5, momentum: 0.7}\n"
         "method: {name: aim, options: {start_epoch: 4}}\n"
     )
     (tmp_path / "same.yaml").write_text(

@@ -21,11 +21,19 @@ from mmbalance.errors import (
 )
 from mmbalance.experiment import resume_experiment, run_experiment
 from mmbalance.methods import Method, create_method, list_methods, register_method
-from mmbalance.models import ModelOutput, MultimodalModel, build_model
+from mmbalance.models import (
+    BlockEncoder,
+    ModelOutput,
+    MultimodalModel,
+    build_model,
+    register_encoder,
+    wrap_encoder,
+)
 from mmbalance.training.trainer import RunResult, Trainer
 from mmbalance.version import __version__
 
 __all__ = [
+    "BlockEncoder",
     "CapabilityError",
     "CheckpointError",
     "ConfigError",
@@ -46,8 +54,10 @@ __all__ = [
     "from_tensors",
     "list_methods",
     "load_config",
+    "register_encoder",
     "register_method",
     "resume_experiment",
     "run_experiment",
     "train",
+    "wrap_encoder",
 ]

@@ -19,7 +19,13 @@ from typing import Any
 
 import yaml
 
-from mmbalance.config import load_config, resolve_config, shipped_config, shipped_names
+from mmbalance.config import (
+    check_data_options,
+    load_config,
+    resolve_config,
+    shipped_config,
+    shipped_names,
+)
 from mmbalance.errors import ConfigError, MMBalanceError
 
 DEFAULT_CONFIG = "digits_vec.yaml"
@@ -36,7 +42,9 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
             if args.resume
             else resolve_config(args.config or DEFAULT_CONFIG)
         )
-        print(yaml.safe_dump(load_config(path, overrides).to_dict(), sort_keys=False), end="")
+        config = load_config(path, overrides)
+        check_data_options(config)  # what training checks before it builds the data
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return 0
     if args.resume:
         result = resume_experiment(args.resume, overrides)
@@ -193,10 +201,18 @@ def _cmd_prepare(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, overrides: list[str]) -> int:
-    from mmbalance.reporting.compare import compare
+    from mmbalance.reporting.compare import compare, failed_runs
 
     out = compare(resolve_config(args.config), workers=args.workers, out=args.out)
     print(f"tables: {out / 'results.md'}, {out / 'results.csv'}; page: mmbalance report {out}")
+    failed = failed_runs(out)
+    if failed:
+        print(
+            f"mmbalance: error: {len(failed)} run(s) failed (listed under the table); rerun "
+            "the same command to retry them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

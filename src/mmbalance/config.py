@@ -9,8 +9,8 @@ owns them (``get_default_config()`` dataclasses), when the experiment is built.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from mmbalance.errors import ConfigError
-from mmbalance.structured import check_positive, from_dict, init_fields, to_dict
+from mmbalance.structured import check_positive, fill_defaults, from_dict, init_fields, to_dict
 
 
 class YAMLLoader(yaml.SafeLoader):
@@ -89,6 +89,10 @@ class DataConfig:
         check_positive(self.batch_size, f"{where}.batch_size")
         check_positive(self.eval_batch_size, f"{where}.eval_batch_size")
         check_positive(self.num_workers, f"{where}.num_workers", allow_zero=True)
+        if self.modalities is not None and not self.modalities:
+            raise ConfigError(
+                f"{where}.modalities: got []; expected the modality names to use, or null for all"
+            )
         if self.modalities is not None and len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"{where}.modalities: got {self.modalities!r}; names must be unique")
 
@@ -121,30 +125,28 @@ class ModelConfig:
 
 
 def _resolved_data_options(name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
-    """The dataset's options with every default filled in, so ``config.yaml`` holds the whole
-    dataset section; unknown names are refused here. Values are checked when the data is built
-    (a config that leaves ``root`` to the command line stays loadable), and written as given
-    (``~`` not expanded: a run folder's config.yaml stays usable on another machine)."""
+    """The dataset's options with every default filled in, at every depth (a synthetic
+    modality's ``strength``, ``noise``, ...), so ``config.yaml`` holds the whole dataset section;
+    unknown names are refused here, at every depth. Values are checked when the data is built
+    (:func:`check_data_options` checks them without building), and written as given (``~``
+    not expanded: a run folder's config.yaml stays usable on another machine)."""
     from mmbalance.data.registry import DATASETS
 
     if name not in DATASETS:
         raise ConfigError(
             f"{where.rsplit('.', 1)[0]}.name: got {name!r}; expected one of {', '.join(DATASETS)}"
         )
-    fields = [f for f in dataclasses.fields(DATASETS[name].options_cls) if f.init]
-    unknown = sorted(set(options) - {f.name for f in fields})
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(f.name for f in fields))}"
-        )
-    defaults: dict[str, Any] = {}
-    for f in fields:
-        if f.default is not dataclasses.MISSING:
-            defaults[f.name] = to_dict(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            defaults[f.name] = to_dict(f.default_factory())
-    return {**defaults, **options}
+    return fill_defaults(DATASETS[name].options_cls, options, where)
+
+
+def check_data_options(config: ExperimentConfig) -> None:
+    """The checks the dataset's options get when the data is built (types, ranges, required
+    fields), without building it: what ``--print-config`` runs before printing."""
+    from mmbalance.data.registry import DATASETS
+
+    from_dict(
+        DATASETS[config.data.name].options_cls, copy.deepcopy(config.data.options), "data.options"
+    )
 
 
 @dataclass
@@ -217,10 +219,58 @@ class TrainConfig:
             )
 
 
+_PLUGINS: dict[str, Any] = {}  # what load_plugins imported: name or absolute path -> module
+
+
+def load_plugins(plugins: Any, where: str = "config.plugins") -> None:
+    """Import each plugin, a module name (``my_pkg.encoders``) or a ``.py`` file, once per
+    process, so that its ``register_encoder`` / ``register_method`` calls run before the rest
+    of the config is checked (and again when a run folder's config.yaml is read to resume,
+    evaluate or diagnose it)."""
+    import importlib
+    import importlib.util
+
+    if plugins is None:
+        return
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise ConfigError(f"{where}: got {plugins!r}; expected a list of module names or .py files")
+    for plugin in plugins:
+        if plugin in _PLUGINS:
+            continue
+        try:
+            if plugin.endswith(".py"):
+                path = Path(plugin).expanduser()
+                if not path.is_file():
+                    raise ConfigError(f"{where}: plugin file {plugin!r} does not exist")
+                name = f"mmbalance_plugin_{path.stem}"
+                spec = importlib.util.spec_from_file_location(name, path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                # in sys.modules before it runs, as an import would be (dataclasses need it)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(name, None)
+                    raise
+            else:
+                module = importlib.import_module(plugin)
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(
+                f"{where}: cannot import plugin {plugin!r}: {type(err).__name__}: {err}"
+            ) from err
+        _PLUGINS[plugin] = module
+
+
 @dataclass
 class ExperimentConfig:
     """A whole experiment; ``mmbalance train --config FILE.yaml`` reads one of these."""
 
+    # modules (or .py files) imported first: where encoders and methods of your own are
+    # registered (register_encoder, register_method); docs/encoders.md
+    plugins: list[str] = field(default_factory=list)
     seed: int = 0
     name: str = "experiment"
     output_dir: str = "runs"
@@ -232,7 +282,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ExperimentConfig:
-        """Validate a plain mapping (e.g. parsed YAML) into a config."""
+        """Validate a plain mapping (e.g. parsed YAML) into a config (its plugins imported
+        first)."""
+        load_plugins((data or {}).get("plugins"))
         return from_dict(cls, data, "config")
 
     def validate(self, where: str) -> None:
@@ -379,7 +431,24 @@ def load_config(
     given as overrides (``--method.options.k=v``) still apply.
     """
     data = load_yaml_with_base(Path(path)) if path is not None else {}
+    plugins = data.get("plugins")
+    if path is not None and isinstance(plugins, list):  # files relative to the config's folder
+        data["plugins"] = [
+            str((Path(path).parent / p).resolve())
+            if isinstance(p, str) and p.endswith(".py") and not Path(p).expanduser().is_absolute()
+            else p
+            for p in plugins
+        ]
     overrides = overrides or []
+    parsed = [p for p, _ in map(parse_override, overrides)]
+    if path is not None and "data" not in data and not any(p[0] == "data" for p in parsed):
+        # every other section has defaults; a file that names no data would silently train
+        # the default dataset
+        raise ConfigError(
+            f"config file {str(path)!r} has no 'data' section; name the dataset (e.g. data: "
+            "{name: mfeat}, or data: {name: arrays, options: {root: DIR}}); the shipped "
+            "configs are listed by 'mmbalance list'"
+        )
     new_name = next((v for p, v in map(parse_override, overrides) if p == ["method", "name"]), None)
     method = data.get("method")
     if isinstance(method, dict) and new_name is not None and new_name != method.get("name"):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -92,7 +94,29 @@ def build_model_and_method(
         method = create_method(config.method.name, config.method.options)
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
-    return build_model(config.model, shapes, data.num_classes, data.modalities), method
+    model = build_model(config.model, shapes, data.num_classes, data.modalities)
+    method.check(model, model.fusion.name)  # refused before any run folder is made
+    _check_batch_norm_batch(config, model)
+    return model, method
+
+
+def _check_batch_norm_batch(config: ExperimentConfig, model: MultimodalModel) -> None:
+    """BatchNorm needs two samples per channel in training: a per-process batch of one fails
+    at the first step with a shape error that names neither the option nor the layer."""
+    per_process = config.data.batch_size // max(dist.world_size(), 1)
+    if per_process >= 2:
+        return
+    norms = [
+        name
+        for name, mod in model.named_modules()
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    if norms:
+        raise ConfigError(
+            f"data.batch_size: {config.data.batch_size} gives {per_process} sample per process "
+            f"per step; the model's BatchNorm layers (e.g. {norms[0]}) need at least 2. Raise "
+            "the batch size, or build the encoders without BatchNorm (mlp: norm: none)"
+        )
 
 
 def _device_available(device: str) -> bool:
@@ -101,6 +125,30 @@ def _device_available(device: str) -> bool:
     if device.startswith("mps"):
         return torch.backends.mps.is_available()
     return True
+
+
+def check_run_folder(path: str | Path) -> None:
+    """Refuse a run folder that cannot take a new run, naming the exact condition: a file at
+    the path, a folder that already holds a run, or a place where no folder can be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run folder {str(path)!r} is a file, not a folder; give --out a folder")
+    if (path / "checkpoints" / "last.pt").exists():
+        raise ConfigError(
+            f"run folder {str(path)!r} already holds a run; resume it with --resume "
+            "or choose another folder"
+        )
+    if path.exists():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"run folder {str(path)!r} is not writable")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot make run folder {str(path)!r}: {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot make run folder {str(path)!r}: {str(parent)!r} is not writable")
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -167,6 +215,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path | None = None) 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this process joins the group first and trains its
     shard of every global batch (``docs/scale.md``).
     """
+    if run_dir is not None:  # before the data is built: a bad --out costs nothing
+        check_run_folder(run_dir)
     # Seeded before the data too, as every run always was (train_on seeds again before the
     # model; the suite's data builders draw nothing from the global RNG, so both orders agree).
     seed_everything(config.seed, config.train.deterministic)
@@ -209,15 +259,20 @@ def train_built(
     """Make the run folder, write provenance, train, write the summary."""
     # DDP: every rank uses rank 0's folder (a default name holds a timestamp)
     run_path = Path(dist.broadcast_object(str(run_dir or new_run_dir(config))))
-    if (run_path / "checkpoints" / "last.pt").exists():
-        raise ConfigError(
-            f"run folder {str(run_path)!r} already holds a run; resume it with --resume "
-            "or choose another folder"
-        )
+    check_run_folder(run_path)
     dist.barrier()  # every rank has checked the folder before rank 0 writes into it
-    if dist.is_main():
-        write_run_files(run_path, config, data, model, data_from_config)
-    result = Trainer(model, method, data, config, run_path).fit()
+    fresh = not run_path.exists() or not any(run_path.iterdir())
+    try:
+        if dist.is_main():
+            write_run_files(run_path, config, data, model, data_from_config)
+        result = Trainer(model, method, data, config, run_path).fit()
+    except Exception:
+        # A run that fails before its first epoch is checkpointed (an unreadable file in the
+        # first batch, a NaN in epoch 1) leaves no stub a second try would trip over.
+        if dist.is_main() and fresh and not (run_path / "checkpoints" / "last.pt").exists():
+            shutil.rmtree(run_path, ignore_errors=True)
+            log.warning("removed %s: the run failed before its first epoch ended", run_path)
+        raise
     if dist.is_main():
         write_summary(result)
     return result
@@ -226,6 +281,10 @@ def train_built(
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The resolved config a run folder was trained with."""
     path = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).exists():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{str(run_dir)!r} is a file, not a run folder")
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run folder: {path.name} is missing")
     config = load_config(path)

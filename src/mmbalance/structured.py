@@ -8,6 +8,7 @@ method hyper-parameter block, so every error message has the same shape:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -47,6 +48,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: got {value!r}; expected {_describe(tp)}")
     if origin in (Union, types.UnionType):
+        if isinstance(value, float) and not math.isfinite(value) and float in get_args(tp):
+            raise ConfigError(f"{where}: got {value!r}; expected a finite number")
         for arg in get_args(tp):
             try:
                 return coerce(value, arg, where)
@@ -84,6 +87,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: got {value!r}; expected an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # a NaN learning rate fails only at the first step
+                raise ConfigError(f"{where}: got {value!r}; expected a finite number")
             return float(value)
         raise ConfigError(f"{where}: got {value!r}; expected a number")
     if tp is str:
@@ -124,6 +129,50 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     return obj
 
 
+def fill_defaults(cls: type, data: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """``data`` as plain data with every default of ``cls`` written in, at every depth (a field
+    typed as a dataclass, or as a mapping of them, is filled in too), and unknown names refused
+    at every depth. Values are kept as given (checked by :func:`from_dict` when the object is
+    built): a path keeps its ``~``, so a run's config.yaml stays usable on another machine."""
+    data = dict(data or {})
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+        )
+    out: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in data:
+            out[name] = _fill_value(data[name], hints[name], f"{where}.{name}")
+        elif f.default is not dataclasses.MISSING:
+            out[name] = to_dict(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[name] = to_dict(f.default_factory())
+    return out
+
+
+def _fill_value(value: Any, tp: Any, where: str) -> Any:
+    """:func:`fill_defaults` for one value of type ``tp``: nested dataclasses filled."""
+    if not isinstance(value, Mapping):
+        return value
+    origin = get_origin(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return fill_defaults(tp, value, where)
+    if origin in (dict, Mapping):
+        _, val_tp = get_args(tp) or (str, Any)
+        return {str(k): _fill_value(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (Union, types.UnionType):
+        for arg in get_args(tp):
+            if (isinstance(arg, type) and dataclasses.is_dataclass(arg)) or get_origin(arg) in (
+                dict,
+                Mapping,
+            ):
+                return _fill_value(value, arg, where)
+    return value
+
+
 def to_dict(obj: Any) -> Any:
     """Plain-data (YAML/JSON-safe) view of a dataclass tree."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -150,4 +199,4 @@ def check_positive(value: float | int, where: str, *, allow_zero: bool = False) 
         raise ConfigError(f"{where}: got {value!r}; expected a number {bound}")
 
 
-__all__ = ["check_positive", "coerce", "from_dict", "to_dict"]
+__all__ = ["check_positive", "coerce", "fill_defaults", "from_dict", "to_dict"]

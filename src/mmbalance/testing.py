@@ -126,7 +126,12 @@ class MethodTester:
         skip = ("unimodal_heads", *method.unused_model_parts)
         report = StepReport(losses=[])
         optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
-        watched = [(n, p) for n, p in model.named_parameters() if not n.startswith(skip)]
+        # frozen parameters (an encoder's ``freeze``) are meant to get no gradient
+        watched = [
+            (n, p)
+            for n, p in model.named_parameters()
+            if not n.startswith(skip) and p.requires_grad
+        ]
         watched += [(f"method.{n}", p) for n, p in method.named_parameters() if id(p) in optimised]
         report.expected = {n for n, _ in watched}
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}

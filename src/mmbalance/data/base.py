@@ -112,6 +112,12 @@ def check_arrays(
     out: dict[str, Tensor] = {}
     for m, arr in inputs.items():
         where = f"{split} modality {m!r}{_source(sources, m)}"
+        if not isinstance(m, str) or not m or "." in m:
+            # a name keys the model's modules (no '.') and the config's sections (a.b.c paths)
+            raise DataError(
+                f"{where}: a modality name must be a non-empty string without '.'; rename it "
+                "(e.g. 'a_b' for 'a.b')"
+            )
         a = arr.detach().cpu().numpy() if isinstance(arr, Tensor) else np.asarray(arr)
         if a.dtype.kind not in "fiub":
             raise DataError(f"{where}: expected a numeric array; got dtype {a.dtype}")
@@ -150,4 +156,25 @@ def check_same_shapes(
             raise DataError(
                 f"{split} modality {m!r}: per-sample shape {tuple(x.shape[1:])} differs from the "
                 f"training split's {tuple(reference[m])}"
+            )
+
+
+def check_classes(data: DataSplits, where: str) -> None:
+    """Refuse data a classifier cannot learn from: fewer than two classes, or a training split
+    whose samples all carry one label (loss 0 and 100% accuracy from the first step)."""
+    names = data.class_names or [str(k) for k in range(data.num_classes)]
+    if data.num_classes < 2:
+        raise DataError(
+            f"{where}: {data.num_classes} class ({', '.join(names)}): a classifier needs at "
+            "least 2 classes; check the labels (every label is the same)"
+        )
+    labels = getattr(data.train, "labels", None)
+    if isinstance(labels, Tensor) and labels.numel():
+        present = torch.unique(labels)
+        if present.numel() < 2:
+            only = int(present[0])
+            name = names[only] if 0 <= only < len(names) else str(only)
+            raise DataError(
+                f"{where}: every training sample has label {only} ({name!r}); a classifier "
+                f"needs training samples of at least 2 of the {data.num_classes} classes"
             )

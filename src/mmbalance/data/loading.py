@@ -12,7 +12,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,15 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from mmbalance import distributed as dist
 from mmbalance.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mmbalance.config import ExperimentConfig
+
+class LoaderSettings(Protocol):
+    """What a loader needs of the data section (``mmbalance.config.DataConfig`` is one);
+    loading knows nothing else of the experiment's configuration."""
+
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int
+
 
 SKIP_LOG = "skipped_files.tsv"  # in the run folder: split, sample name, why it was dropped
 
@@ -118,14 +125,22 @@ class SkippingLoader(DataLoader):
             yield batch
 
 
-def make_loader(dataset: Any, config: ExperimentConfig, train: bool, epoch: int = 0) -> DataLoader:
-    """A training loader (shuffled by the epoch's generator) or an evaluation loader.
+def make_loader(
+    dataset: Any,
+    cfg: LoaderSettings,
+    train: bool,
+    epoch: int = 0,
+    *,
+    seed: int,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A training loader (shuffled by the epoch's generator, a pure function of ``seed`` and
+    ``epoch``) or an evaluation loader.
 
     Under DDP the training loader gives each rank its shard of the global batch
-    (``data.batch_size`` is global; see :class:`ShardedEpochSampler`); evaluation loaders are
+    (``cfg.batch_size`` is global; see :class:`ShardedEpochSampler`); evaluation loaders are
     not sharded: every rank evaluates the whole split and gets the same metrics.
     """
-    cfg = config.data
     batch = cfg.batch_size if train else cfg.eval_batch_size
     sampler = None
     size = len(dataset)
@@ -139,7 +154,7 @@ def make_loader(dataset: Any, config: ExperimentConfig, train: bool, epoch: int 
         batch = cfg.batch_size // world
         # The order is a pure function of (seed, epoch): exact resume, and under DDP the
         # ranks' k-th batches together are the single process's k-th batch.
-        sampler = ShardedEpochSampler(size, config.seed, epoch, dist.rank(), world)
+        sampler = ShardedEpochSampler(size, seed, epoch, dist.rank(), world)
         size = len(sampler)
     # A last training batch of one sample breaks BatchNorm; drop it only in that case.
     drop_last = train and size % batch == 1
@@ -152,8 +167,8 @@ def make_loader(dataset: Any, config: ExperimentConfig, train: bool, epoch: int 
         worker_init_fn=worker_init if cfg.num_workers else None,
         # Worker base seeds are drawn from this generator (or from the global RNG if absent)
         # every time the loader is iterated; the training order comes from the sampler.
-        generator=epoch_generator(config.seed, epoch if train else -1),
-        pin_memory=config.train.device.startswith("cuda"),
+        generator=epoch_generator(seed, epoch if train else -1),
+        pin_memory=pin_memory,
         collate_fn=collate,
     )
 

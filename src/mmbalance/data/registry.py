@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmbalance.data.base import DataSplits
+from mmbalance.data.base import DataSplits, check_classes
 from mmbalance.data.datasets.arrays import ArraysOptions, load_arrays
 from mmbalance.data.datasets.assemble import assemble_splits
 from mmbalance.data.datasets.cremad import CremaDOptions, build_cremad
@@ -129,7 +129,10 @@ def build_data(cfg: Any) -> DataSplits:
 
         ensure_generated(cfg.generate, cfg.options["root"])
     opts: Any = from_dict(entry.options_cls, cfg.options, "data.options")
-    return entry.build(opts, cfg)
+    data = entry.build(opts, cfg)
+    root = cfg.options.get("root")
+    check_classes(data, f"data ({cfg.name}" + (f", root {root!r})" if root else ")"))
+    return data
 
 
 def from_tensors(
@@ -153,7 +156,7 @@ def from_tensors(
         >>> data.num_classes, data.shapes["audio"]
         (2, (8,))
     """
-    return assemble_splits(
+    data = assemble_splits(
         (inputs, labels),
         val=val,
         test=test,
@@ -164,3 +167,5 @@ def from_tensors(
         standardize=standardize,
         name="tensors",
     )
+    check_classes(data, "from_tensors")
+    return data

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbalance.data.datasets.clips import Clip, check_frames
+from mmbalance.data.paths import folder_problem
 from mmbalance.errors import MMBalanceError
 from mmbalance.structured import from_dict
 
@@ -60,8 +61,11 @@ def check_file(path: Path) -> str | None:
         if path.suffix.lower() == ".wav":
             import soundfile
 
+            from mmbalance.data.media.audio import wav_truncation
+
             if soundfile.info(str(path)).frames == 0:
                 return f"audio file {str(path)!r} holds no samples"
+            return wav_truncation(path)
         else:
             from mmbalance.data.media.audiovisual import load_array
 
@@ -69,6 +73,48 @@ def check_file(path: Path) -> str | None:
     except Exception as err:
         return f"unreadable file {str(path)!r}: {err}"
     return None
+
+
+# A clip whose audio is under this share of the dataset's median length is flagged: a file
+# cut short (a truncated copy) decodes without complaint and trains on a fragment.
+SHORT_AUDIO_SHARE = 0.25
+
+
+def audio_length(path: Path) -> float | None:
+    """A comparable length of one audio file: seconds for audio files, elements for arrays
+    (waveforms or spectrograms of a fixed number of bins); ``None`` when it cannot be read."""
+    try:
+        if path.suffix.lower() in (".wav", ".flac", ".ogg"):
+            import soundfile
+
+            info = soundfile.info(str(path))
+            return float(info.frames) / float(info.samplerate)
+        from mmbalance.data.media.audiovisual import load_array
+
+        return float(load_array(path).numel())
+    except Exception:
+        return None  # check_file reports what is wrong with it
+
+
+def short_audio(lengths: list[tuple[str, Path, float]]) -> list[str]:
+    """The files far shorter than the rest: under :data:`SHORT_AUDIO_SHARE` of the median
+    length of the files of their kind (suffix)."""
+    problems = []
+    kinds: dict[str, list[tuple[str, Path, float]]] = {}
+    for entry in lengths:
+        kinds.setdefault(entry[1].suffix.lower(), []).append(entry)
+    for suffix, entries in kinds.items():
+        values = sorted(v for _, _, v in entries)
+        median = values[len(values) // 2]
+        unit = "s" if suffix in (".wav", ".flac", ".ogg") else "values"
+        for name, path, v in entries:
+            if v < SHORT_AUDIO_SHARE * median:
+                problems.append(
+                    f"clip {name!r}: audio {str(path)!r} is far shorter than the rest of the "
+                    f"dataset: {v:.4g} {unit} against a median of {median:.4g} {unit} (flagged "
+                    f"under {SHORT_AUDIO_SHARE:.0%}); a truncated file?"
+                )
+    return problems
 
 
 def check_clip(clip: Clip) -> list[str]:
@@ -112,14 +158,16 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
     try:
         opts: Any = from_dict(layout.options_cls, options, "data.options")
         names = layout.class_names(opts)
-        if not Path(opts.root).is_dir():
-            report.problems.append(f"root folder {opts.root!r} does not exist")
+        problem = folder_problem(opts.root)
+        if problem:
+            report.problems.append(f"data.options.root: {problem}")
             return report
     except MMBalanceError as err:
         report.problems.append(str(err))
         return report
     clips = layout.scan(opts, report.problems)
     seen: dict[str, str] = {}
+    lengths: list[tuple[str, Path, float]] = []
     for split, split_clips in clips.items():
         counts = dict.fromkeys(names, 0)
         for clip in split_clips:
@@ -134,12 +182,19 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
                     f"clip {clip.name!r} is in both {seen[clip.name]} and {split}"
                 )
             seen[clip.name] = split
-            report.problems += [f"{split} clip {clip.name!r}: {p}" for p in check_clip(clip)]
+            problems = check_clip(clip)
+            report.problems += [f"{split} clip {clip.name!r}: {p}" for p in problems]
+            audio = clip.files.get("audio")
+            if isinstance(audio, Path) and not problems:
+                length = audio_length(audio)
+                if length is not None:
+                    lengths.append((clip.name, audio, length))
         report.counts[split] = counts
         empty = [k for k, v in counts.items() if v == 0]
         if empty and split_clips:
             shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
             report.problems.append(f"{split}: no samples of {len(empty)} class(es): {shown}")
+    report.problems += short_audio(lengths)
     return report
 
 
@@ -207,12 +262,14 @@ def validate_arrays(options: dict[str, Any]) -> ValidationReport:
     except MMBalanceError as err:
         report.problems.append(str(err))
         return report
-    root = Path(opts.root)
-    if not root.is_dir():
-        report.problems.append(f"root folder {opts.root!r} does not exist")
+    problem = folder_problem(opts.root)
+    if problem:
+        report.problems.append(f"data.options.root: {problem}")
         return report
+    root = Path(opts.root).expanduser()
     folders = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    labels = {s: _array_split(f, opts, s, report) for s, f in (folders or {"train": root}).items()}
+    folders = folders or {"train": root}
+    labels = {s: _array_split(f, opts, s, report) for s, f in folders.items()}
     known = {s: y for s, y in labels.items() if y is not None and y.size}
     if not known:
         return report
@@ -220,9 +277,14 @@ def validate_arrays(options: dict[str, Any]) -> ValidationReport:
     everywhere = np.concatenate(list(known.values()))
     never = [] if opts.num_classes else [c for c in range(k) if not (everywhere == c).any()]
     if never:
+        # the label that makes the gap: the largest one, where it first occurs
+        split = next(s for s, y in known.items() if int(y.max()) == k - 1)
+        at = int(np.flatnonzero(known[split] == k - 1)[0])
+        path = folders[split] / f"{opts.labels}.npy"
         report.problems.append(
-            f"classes {never[:10]} have no sample in any split, yet the largest label makes "
-            f"{k} classes: a stray label? (set data.options.num_classes if that is intended)"
+            f"{str(path)!r}: label {k - 1} at sample {at} makes {k} classes (largest label + 1), "
+            f"yet classes {never[:10]} have no sample in any split: a stray label? (set "
+            "data.options.num_classes if that is intended)"
         )
     for split, y in known.items():
         empty = [c for c in range(k) if c not in never and not (y == c).any()]

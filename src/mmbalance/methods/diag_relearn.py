@@ -53,8 +53,12 @@ class DiagRelearn(Method):
         self.reinits = 0
 
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
-        # theta_0: the encoders' parameters at initialisation (not buffers)
-        self.initial = {n: p.detach().clone() for n, p in model.encoders.named_parameters()}
+        # theta_0: the encoders' parameters at initialisation (not buffers): a pretrained
+        # encoder's loaded weights. Frozen ones (freeze) never move, so there is nothing to
+        # re-initialise: they are left out, and out of relearn().
+        self.initial = {
+            n: p.detach().clone() for n, p in model.encoders.named_parameters() if p.requires_grad
+        }
 
     def diagnose(self, state: TrainState) -> dict[str, float]:
         """``gap_m`` for every modality (train vs validation cluster purity)."""
@@ -77,7 +81,8 @@ class DiagRelearn(Method):
         """``theta <- w_m theta_0 + (1 - w_m) theta`` for every encoder parameter of each m."""
         for m, w in weights.items():
             for name, p in model.encoders[m].named_parameters():
-                p.mul_(1 - w).add_(self.initial[f"{m}.{name}"].to(p.device), alpha=w)
+                if p.requires_grad:
+                    p.mul_(1 - w).add_(self.initial[f"{m}.{name}"].to(p.device), alpha=w)
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         o = self.options

@@ -286,18 +286,24 @@ def saturation(logits: Tensor, labels: Tensor, eps: float = 0.01) -> Tensor:
     return ((prob < eps) | (prob > 1 - eps)).float().mean()
 
 
-def pam_weights(s: Tensor, s_aux: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+def pam_weights(
+    s: Tensor, s_aux: Tensor | None = None, aux_mask: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
     """Eq. 12: ``rho^m = exp(-s^m) / Z``, ``rho~^m = exp(-s~^m) / Z``.
 
     ``Z = sum_m [exp(-s^m) + exp(-s~^m)]`` over the M original and M auxiliary blocks of one
     depth. Without auxiliary blocks (the "w/o PAM" ablation) ``Z = sum_m exp(-s^m)``. Lower
     performance -> larger weight; over scores in [0, 1] a weight moves by a factor e at most.
-    Inputs ``[M]``; outputs are detached ("fixed weight").
+    ``aux_mask [M]`` (0/1): the modalities that have an auxiliary block at this depth (a frozen
+    block has none): the others' ``rho~`` is 0 and they leave ``Z``. Inputs ``[M]``; outputs
+    are detached ("fixed weight").
     """
     e = torch.exp(-s.detach())
     if s_aux is None:
         return e / e.sum(), None
     e_aux = torch.exp(-s_aux.detach())
+    if aux_mask is not None:
+        e_aux = e_aux * aux_mask
     z = e.sum() + e_aux.sum()
     return e / z, e_aux / z
 

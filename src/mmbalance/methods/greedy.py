@@ -89,6 +89,14 @@ class Greedy(Method):
 
     def check(self, model: MultimodalModel, fusion: str) -> None:
         super().check(model, fusion)
+        whole = [m for m, e in model.encoders.items() if not e.runs_block_by_block]
+        if whole:
+            raise CapabilityError(
+                f"method 'greedy' runs the encoders block by block to insert MMTM between them; "
+                f"the encoder of {whole} runs its own forward (timm, or a module wrapped without "
+                "a stem), so MMTM cannot attach. Wrap it with its stem named "
+                "(mmbalance.wrap_encoder(..., stem=[...])) or use another method"
+            )
         depths = {e.depth for e in model.encoders.values()}
         if len(depths) != 1 or self.options.mmtm_from > min(depths):
             raise CapabilityError(

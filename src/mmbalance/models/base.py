@@ -47,11 +47,40 @@ class BlockEncoder(nn.Module):
 
     Subclasses build ``self.stem``, ``self.blocks`` and set ``self.out_dim``; they override
     ``pool`` (and ``prepare``/``restore`` for inputs that need reshaping, e.g. video).
+    ``docs/encoders.md`` says how any ``nn.Module`` becomes one (``mmbalance.wrap_encoder``).
     """
 
     stem: nn.Module
     blocks: nn.ModuleList
     out_dim: int
+    # Whether stem, blocks and pool compose to the encoder's forward, so a method may run the
+    # blocks one at a time and change what passes between them (Greedy's MMTM). An encoder
+    # that runs its own forward and reads the blocks through hooks (timm) sets False.
+    runs_block_by_block: bool = True
+    # The stem and the first ``frozen_blocks`` blocks do not train (``freeze`` option); their
+    # modules stay in eval mode (BatchNorm statistics kept), see ``models/weights.py``.
+    frozen_blocks: int = 0
+    frozen_modules: list[nn.Module]
+
+    @property
+    def block_names(self) -> list[str]:
+        """The blocks' names as a user knows them (``freeze``, error messages)."""
+        return [f"blocks.{d}" for d in range(len(self.blocks))]
+
+    def map_pretrained_keys(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A weights file's keys in this encoder's ``state_dict`` names (identity by default;
+        ResNet18 maps torchvision's)."""
+        return state
+
+    def train(self, mode: bool = True) -> BlockEncoder:
+        super().train(mode)
+        for module in getattr(self, "frozen_modules", []):
+            if module is self:  # the whole encoder is frozen
+                for m in self.modules():
+                    m.training = False
+            else:
+                module.eval()
+        return self
 
     @property
     def depth(self) -> int:

@@ -2,7 +2,9 @@
 
 Encoder ``type: auto`` picks by the per-sample shape: ``[F]`` -> MLP, ``[T, F]`` ->
 Transformer, ``[C, H, W]`` or ``[C, T, H, W]`` -> ResNet18 (with the small-input stem when the
-image side is <= 64 px).
+image side is <= 64 px). ``type: timm`` builds a timm backbone; :func:`register_encoder` adds a
+family of the user's own (``docs/encoders.md``). Every family also takes ``pretrained_file``,
+``strict`` and ``freeze`` (``models/weights.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ from mmbalance.models.init import init_weights
 from mmbalance.models.mlp import MLPConfig, MLPEncoder
 from mmbalance.models.multimodal import MultimodalModel, UnimodalHeads
 from mmbalance.models.resnet import ResNet18Config, ResNet18Encoder
+from mmbalance.models.timm_encoder import TimmConfig, build_timm
 from mmbalance.models.transformer import TransformerConfig, TransformerEncoder
+from mmbalance.models.weights import (
+    COMMON_FIELDS,
+    EncoderWeights,
+    apply_freeze,
+    frozen_depth,
+    load_weights,
+)
+from mmbalance.models.wrap import as_block_encoder
 from mmbalance.structured import from_dict, init_fields
 
 
@@ -35,10 +46,7 @@ def _resnet(cfg: ResNet18Config, shape: tuple[int, ...], where: str) -> BlockEnc
         raise ConfigError(
             f"{where}.in_channels: got {cfg.in_channels}; the data has {channels} channels"
         )
-    enc = ResNet18Encoder(channels, cfg.width, cfg.small_input)
-    if cfg.pretrained:
-        enc.load_pretrained(cfg.pretrained)
-    return enc
+    return ResNet18Encoder(channels, cfg.width, cfg.small_input)
 
 
 def _transformer(cfg: TransformerConfig, shape: tuple[int, ...], where: str) -> BlockEncoder:
@@ -69,7 +77,69 @@ ENCODERS: dict[str, EncoderEntry] = {
         TransformerConfig, _transformer, "Transformer, one layer = one block, sequences [T, F]"
     ),
     "mlp": EncoderEntry(MLPConfig, _mlp, "MLP, one hidden layer = one block, vectors [F]"),
+    "timm": EncoderEntry(
+        TimmConfig, build_timm, "a timm backbone (pip install 'mmbalance[timm]'), images/video"
+    ),
 }
+BUILT_IN = frozenset(ENCODERS)
+
+
+@dataclass
+class NoEncoderOptions:
+    """A registered encoder family without options of its own."""
+
+
+def register_encoder(
+    name: str,
+    builder: Callable[[Any, tuple[int, ...]], nn.Module],
+    options: type | None = None,
+    *,
+    description: str = "",
+    replace: bool = False,
+) -> None:
+    """Make an encoder family known to configs (``model.encoders.<m>: {type: name, ...}``),
+    ``compare`` grids and :func:`mmbalance.train`, without editing the package.
+
+    Args:
+        name: the ``type`` configs use.
+        builder: ``builder(options, sample_shape) -> nn.Module`` for one modality; the module
+            is a :class:`BlockEncoder`, follows the protocol (``stem``, ``blocks``, ``pool``),
+            or is wrapped by the builder with :func:`mmbalance.wrap_encoder`.
+        options: a dataclass of the family's options (checked, and written with every default
+            into the run's config.yaml, like the built-in families'); ``pretrained_file``,
+            ``strict`` and ``freeze`` come with every family.
+        description: one line for ``mmbalance list``.
+        replace: allow re-registering a name (a built-in family's name is never replaced).
+
+    A run's config.yaml names the type: the process that resumes or evaluates it must have
+    registered it too (``plugins:`` in the config imports the module that does, docs/encoders.md).
+    """
+    if not isinstance(name, str) or not name or name == "auto" or "." in name:
+        raise ConfigError(f"register_encoder: got name {name!r}; expected a word other than auto")
+    if name in BUILT_IN:
+        raise ConfigError(f"register_encoder: {name!r} is a built-in encoder family")
+    if name in ENCODERS and not replace:
+        raise ConfigError(
+            f"register_encoder: {name!r} is already registered; choose another name or pass "
+            "replace=True"
+        )
+    if not callable(builder):
+        raise ConfigError(f"register_encoder: builder must be callable; got {builder!r}")
+    options = options or NoEncoderOptions
+    if not dataclasses.is_dataclass(options):
+        raise ConfigError(f"register_encoder: options must be a dataclass; got {options!r}")
+    taken = {f.name for f in dataclasses.fields(options)} & {"type", *COMMON_FIELDS}
+    if taken:
+        raise ConfigError(
+            f"register_encoder: option(s) {sorted(taken)} of {options.__name__} are reserved "
+            "(type, and the options every family has)"
+        )
+
+    def factory(cfg: Any, shape: tuple[int, ...], where: str) -> BlockEncoder:
+        return as_block_encoder(builder(cfg, shape), shape, where)
+
+    doc = (builder.__doc__ or "").strip().splitlines()
+    ENCODERS[name] = EncoderEntry(options, factory, description or (doc[0] if doc else name))
 
 
 def resolve_encoder_type(kind: str, shape: tuple[int, ...]) -> tuple[str, dict[str, Any]]:
@@ -93,12 +163,19 @@ def _family(kind: str, where: str) -> EncoderEntry:
     return ENCODERS[kind]
 
 
+def _split_common(options: dict[str, Any], where: str) -> EncoderWeights:
+    """Take the options every family shares out of ``options`` (checked)."""
+    common = {k: options.pop(k) for k in COMMON_FIELDS if k in options}
+    return from_dict(EncoderWeights, common, where)
+
+
 def check_encoder_spec(spec: Mapping[str, Any], where: str) -> None:
     """Refuse an encoder mapping that no sample shape could build, before any data is read:
     an unknown ``type``, an option the named family does not have (or, for ``auto``, that no
     family has), a value out of range."""
     options = dict(spec)
     kind = options.pop("type", "auto")
+    _split_common(options, where)
     if kind != "auto":
         from_dict(_family(kind, where).config_cls, options, where)
         return
@@ -121,19 +198,33 @@ def merge_encoder_specs(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict
     return {**base, **own}
 
 
-def resolve_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> tuple[str, Any]:
-    """``(family, its config)`` for a mapping and a sample shape: ``auto`` resolved, every
-    default filled in, values checked."""
+def resolve_encoder(
+    spec: Mapping[str, Any], shape: tuple[int, ...], where: str
+) -> tuple[str, Any, EncoderWeights]:
+    """``(family, its config, the shared weight options)`` for a mapping and a sample shape:
+    ``auto`` resolved, every default filled in, values checked."""
     options = dict(spec)
     kind = options.pop("type", "auto")
+    weights = _split_common(options, where)
     kind, defaults = resolve_encoder_type(kind, shape)
-    return kind, from_dict(_family(kind, where).config_cls, {**defaults, **options}, where)
+    cfg: Any = from_dict(_family(kind, where).config_cls, {**defaults, **options}, where)
+    return kind, cfg, weights
 
 
-def build_encoder(spec: Mapping[str, Any], shape: tuple[int, ...], where: str) -> BlockEncoder:
-    """Build one encoder from its config mapping (``type`` plus that family's options)."""
-    kind, cfg = resolve_encoder(spec, shape, where)
-    return ENCODERS[kind].factory(cfg, shape, where)
+def build_encoder(
+    spec: Mapping[str, Any], shape: tuple[int, ...], where: str
+) -> tuple[BlockEncoder, dict[str, Any]]:
+    """One encoder from its config mapping (``type`` plus that family's options and the shared
+    ones), its weights loaded and its frozen part frozen; and the mapping as built (every
+    default written: what config.yaml records)."""
+    kind, cfg, weights = resolve_encoder(spec, shape, where)
+    encoder = ENCODERS[kind].factory(cfg, shape, where)
+    if not isinstance(encoder, BlockEncoder):  # a registered family's factory checks this too
+        encoder = as_block_encoder(encoder, shape, where)
+    if weights.pretrained_file:
+        load_weights(encoder, weights.pretrained_file, weights.strict, where)
+    apply_freeze(encoder, frozen_depth(encoder, weights.freeze, where))
+    return encoder, {"type": kind, **init_fields(cfg), **init_fields(weights)}
 
 
 def build_model(
@@ -162,12 +253,10 @@ def build_model(
     resolved: dict[str, dict[str, Any]] = {}
     for m, shape in shapes.items():
         spec = merge_encoder_specs(model_cfg.encoder, model_cfg.encoders.get(m, {}))
-        if m in model_cfg.pretrained:
-            spec["pretrained"] = model_cfg.pretrained[m]
+        if model_cfg.pretrained.get(m):
+            spec["pretrained_file"] = model_cfg.pretrained[m]
         where = f"model.encoders.{m}" if m in model_cfg.encoders else "model.encoder"
-        kind, cfg = resolve_encoder(spec, tuple(shape), where)
-        encoders[m] = ENCODERS[kind].factory(cfg, tuple(shape), where)
-        resolved[m] = {"type": kind, **init_fields(cfg)}
+        encoders[m], resolved[m] = build_encoder(spec, tuple(shape), where)
     dims = {m: e.out_dim for m, e in encoders.items()}
     fusion_name = model_cfg.fusion
     if fusion_name not in FUSIONS:

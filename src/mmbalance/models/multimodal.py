@@ -121,5 +121,6 @@ class MultimodalModel(nn.Module):
         return out
 
     def modality_parameters(self, modality: str) -> list[nn.Parameter]:
-        """The encoder parameters of one modality: methods select by structure, never by name."""
-        return list(self.encoders[modality].parameters())
+        """The trainable encoder parameters of one modality (a frozen part, the encoder's
+        ``freeze`` option, is left out): methods select by structure, never by name."""
+        return [p for p in self.encoders[modality].parameters() if p.requires_grad]

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
-import torch
 from torch import Tensor, nn
 
-from mmbalance.errors import ConfigError
 from mmbalance.models.base import BlockEncoder
 from mmbalance.models.init import init_weights
 from mmbalance.structured import check_positive
@@ -28,7 +25,6 @@ class ResNet18Config:
     in_channels: int | None = None  # None: taken from the data (1 audio, 3 RGB, 2 flow)
     width: float = 1.0  # channel multiplier; 1.0 is the real ResNet18
     small_input: bool = False  # 3x3 stride-1 stem without max-pool, for inputs of ~32 px
-    pretrained: str | None = None  # torchvision-style state dict file (.pt/.pth/.safetensors)
 
     def validate(self, where: str) -> None:
         check_positive(self.width, f"{where}.width")
@@ -111,20 +107,12 @@ class ResNet18Encoder(BlockEncoder):
         # one scale per clip, shared by its frames (folded into the batch)
         return h * scale.repeat_interleave(frames, dim=0)[:, :, None, None]
 
-    def load_pretrained(self, path: str | Path) -> None:
-        """Load a torchvision-layout ResNet18 state dict from a user file.
-
-        ``conv1``/``bn1`` map to the stem, ``layerN`` to ``blocks[N-1]``; ``fc`` is dropped.
-        When the file's first conv has 3 input channels and this encoder another number (audio
-        1, flow 2), the kernel is averaged over channels and repeated: the usual cross-modal
-        inflation. Raises :class:`ConfigError` naming the file and the mismatched keys.
-        """
-        state = _read_state_dict(Path(path))
+    def map_pretrained_keys(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """torchvision's ResNet18 names in this encoder's: ``conv1``/``bn1`` -> the stem,
+        ``layerN`` -> ``blocks[N-1]`` (``fc`` is a classifier, dropped by the loader). A file
+        already in this encoder's names passes through."""
         mapped: dict[str, Tensor] = {}
         for key, value in state.items():
-            key = key.removeprefix("module.")
-            if key.startswith("fc."):
-                continue
             if key.startswith("conv1."):
                 key = "stem.0." + key[len("conv1.") :]
             elif key.startswith("bn1."):
@@ -133,40 +121,12 @@ class ResNet18Encoder(BlockEncoder):
                 stage, rest = key[len("layer") :].split(".", 1)
                 key = f"blocks.{int(stage) - 1}.{rest}"
             mapped[key] = value
-        conv = mapped.get("stem.0.weight")
-        own = cast(nn.Conv2d, self.stem.get_submodule("0")).weight
-        if conv is not None and conv.shape[1] != own.shape[1] and conv.shape[2:] == own.shape[2:]:
-            mapped["stem.0.weight"] = conv.mean(dim=1, keepdim=True).repeat(1, own.shape[1], 1, 1)
-        own_state = self.state_dict()
-        bad = [k for k, v in mapped.items() if k in own_state and v.shape != own_state[k].shape]
-        missing = sorted(set(own_state) - set(mapped))
-        if bad or missing:
-            detail = f"shape mismatch for {bad[:5]}" if bad else f"missing keys {missing[:5]}"
-            raise ConfigError(
-                f"pretrained weights {str(path)!r} do not fit this ResNet18 (width, channels): "
-                f"{detail}; expected a torchvision-layout resnet18 state dict"
-            )
-        self.load_state_dict({k: v for k, v in mapped.items() if k in own_state})
+        return mapped
 
+    def load_pretrained(self, path: str | Path, strict: bool = True) -> None:
+        """Load a torchvision-layout ResNet18 state dict from a user file (or one in this
+        encoder's own names): ``models/weights.py``, the first conv inflated for 1 or 2 input
+        channels. Raises :class:`ConfigError` naming the file and the mismatched keys."""
+        from mmbalance.models.weights import load_weights
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise ConfigError(f"pretrained weights file {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as err:
-            raise ConfigError(
-                f"{str(path)!r} is a .safetensors file: install the 'safetensors' package"
-            ) from err
-        return load_file(str(path))
-    try:
-        # weights_only: a weights file from the internet must not be able to run code.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"cannot read pretrained weights {str(path)!r}: {err}") from err
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ConfigError(f"pretrained weights {str(path)!r}: expected a state dict")
-    return obj
+        load_weights(self, path, strict, "resnet18 (width / channels must match the file)")

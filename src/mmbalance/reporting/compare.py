@@ -75,6 +75,15 @@ class Run:
     overrides: tuple[str, ...]
     run_dir: Path
     sweep_value: Any = None
+    sweep_key: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How the run is named on its progress line: label, sweep value, seed."""
+        value = (
+            "" if self.sweep_key is None else f" [{self.sweep_key}={json.dumps(self.sweep_value)}]"
+        )
+        return f"{self.label}{value} seed {self.seed}"
 
 
 def _slug(text: str) -> str:
@@ -127,11 +136,40 @@ def grid_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "grid") ->
     seeds = raw.get("seeds", [0, 1, 2])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{str(path)!r}: seeds: expected a list of integers; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        # one run would be counted twice: a zero spread and an interval it has not earned
+        raise ConfigError(f"{str(path)!r}: seeds: got {seeds!r}; each seed at most once")
+    folders: dict[str, str] = {}
+    for label in methods:
+        other = folders.setdefault(_slug(label), label)
+        if other != label:
+            raise ConfigError(
+                f"{str(path)!r}: methods: labels {other!r} and {label!r} would share the run "
+                f"folder runs/{_slug(label)}; rename one"
+            )
     sweep = raw.get("sweep")
     if sweep is not None and (
         not isinstance(sweep, dict) or "key" not in sweep or not sweep.get("values")
     ):
         raise ConfigError(f"{str(path)!r}: sweep: expected {{key: a.b.c, values: [...]}}")
+    if sweep is not None:
+        extra = sorted(set(sweep) - {"key", "values", "methods"})
+        if extra:
+            raise ConfigError(
+                f"{str(path)!r}: sweep: unknown field(s) {extra}; allowed ['key', 'methods', "
+                "'values']"
+            )
+        if not isinstance(sweep["key"], str) or not sweep["key"].strip("."):
+            raise ConfigError(f"{str(path)!r}: sweep.key: got {sweep['key']!r}; expected a.b.c")
+        named = sweep.get("methods") or []
+        if not isinstance(named, list):
+            raise ConfigError(f"{str(path)!r}: sweep.methods: expected a list of method labels")
+        unknown_labels = [m for m in named if m not in methods]
+        if unknown_labels:
+            raise ConfigError(
+                f"{str(path)!r}: sweep.methods: {unknown_labels} are not labels of the grid; "
+                f"its labels: {', '.join(methods)}"
+            )
     workers = int(raw.get("workers", 1))
     if workers < 1:
         raise ConfigError(f"{str(path)!r}: workers: expected >= 1; got {workers}")
@@ -187,8 +225,37 @@ def plan(grid: GridConfig, out: Path, modalities: list[str]) -> list[Run]:
         for seed in grid.seeds:
             ov = (*grid.overrides, *overrides, f"--seed={seed}", "--train.progress=never")
             # absolute: records and reports stay valid from any working directory
-            runs.append(Run(label, method, seed, ov, (folder / f"s{seed}").resolve(), value))
+            key = grid.sweep["key"] if value is not None and grid.sweep else None
+            runs.append(Run(label, method, seed, ov, (folder / f"s{seed}").resolve(), value, key))
     return runs
+
+
+def check_cells(grid: GridConfig, runs: list[Run], experiment: str) -> None:
+    """Load every distinct cell's config (one per label and sweep value) before any run
+    starts: a misspelt sweep key or a value its field refuses stops the grid here, naming the
+    cell, instead of failing every swept run one by one."""
+    from mmbalance.config import load_config
+
+    seen: set[tuple[str, Any]] = set()
+    for run in runs:
+        cell = (run.label, json.dumps(run.sweep_value))
+        if cell in seen:
+            continue
+        seen.add(cell)
+        try:
+            load_config(experiment, list(run.overrides))
+        except ConfigError as err:
+            where = (
+                run.label if run.sweep_value is None else f"{run.label}, {_sweep_text(grid, run)}"
+            )
+            raise ConfigError(f"compare: {where}: {err}") from err
+
+
+def _sweep_text(grid: GridConfig, run: Run) -> str:
+    """``start_epoch=5`` for a swept run, ``""`` otherwise."""
+    if run.sweep_value is None or grid.sweep is None:
+        return ""
+    return f"{grid.sweep['key']}={json.dumps(run.sweep_value)}"
 
 
 def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
@@ -222,19 +289,19 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
         except MMBalanceError as err:
             # one run's documented failure (a NaN loss, a refused config) is reported in the
             # table; the rest of the grid still runs. Not cached: a rerun tries it again.
-            print(f"  {run.label} seed {run.seed}: FAILED: {err}", flush=True)
+            print(f"  {run.name}: FAILED: {err}", flush=True)
             return {**failed, "failed": str(err)}
         except Exception as err:  # a bug in one run must not stop an unattended grid
             trace = run.run_dir / "error.log"
             run.run_dir.mkdir(parents=True, exist_ok=True)
             trace.write_text(traceback.format_exc())
             print(
-                f"  {run.label} seed {run.seed}: FAILED (unexpected {type(err).__name__}: "
+                f"  {run.name}: FAILED (unexpected {type(err).__name__}: "
                 f"{err}; traceback in {trace})",
                 flush=True,
             )
             return {**failed, "failed": f"unexpected {type(err).__name__}: {err} (see {trace})"}
-        print(f"  {run.label} seed {run.seed}: {time.perf_counter() - t0:.0f}s", flush=True)
+        print(f"  {run.name}: {time.perf_counter() - t0:.0f}s", flush=True)
     if record_file.is_file():
         return dict(json.loads(record_file.read_text()))
     result = json.loads(summary.read_text())
@@ -428,7 +495,10 @@ def summarize(
     failed = [r for r in records if "failed" in r]
     if failed:
         table += f"\n{len(failed)} run(s) failed (left out of the means; rerun to retry):\n\n"
-        table += "".join(f"- {r['label']} seed {r['seed']}: {r['failed']}\n" for r in failed)
+        table += "".join(
+            f"- {r['label']}{_sweep_suffix(grid, r)} seed {r['seed']}: {r['failed']}\n"
+            for r in failed
+        )
     text = (
         f"Test metrics at the epoch selected on validation; mean ± sample std over seeds "
         f"{grid.seeds}. Experiment: `{grid.experiment}`. Per-modality columns: linear probes "
@@ -451,6 +521,20 @@ def summarize(
         "certificate": cert,
     }
     return text, payload
+
+
+def _sweep_suffix(grid: GridConfig, record: dict[str, Any]) -> str:
+    if grid.sweep is None or record.get("sweep_value") is None:
+        return ""
+    return f" [{grid.sweep['key']}={json.dumps(record['sweep_value'])}]"
+
+
+def failed_runs(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The failed runs' records in a compare folder's ``results.json``."""
+    path = Path(out_dir) / "results.json"
+    if not path.is_file():
+        return []
+    return [r for r in json.loads(path.read_text())["runs"] if "failed" in r]
 
 
 def finished_records(grid: GridConfig, out: str | Path | None = None) -> list[dict[str, Any]]:
@@ -490,6 +574,7 @@ def compare(
     if base.data.modalities:
         modalities = list(base.data.modalities)
     runs = plan(grid, out_dir, modalities)
+    check_cells(grid, runs, experiment)
     (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.raw, sort_keys=False))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(r, experiment, threads) for r in runs]

@@ -31,7 +31,7 @@ def step_flops_per_sample(config: ExperimentConfig) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(model, method, data, cfg, tmp)
         last = cfg.train.epochs - 1
-        loader = make_loader(data.train, cfg, train=True, epoch=last)
+        loader = make_loader(data.train, cfg.data, train=True, epoch=last, seed=cfg.seed)
         steps = len(loader)
         method.on_fit_start(trainer.state(0, 0, steps))
         # epoch 0 first: state some methods only build at the start of training

@@ -78,10 +78,18 @@ def diagnose(run_dir: str | Path, checkpoint: str = "best", limit: int = 2000) -
     device = torch.device("cpu")
     model.to(device).eval()
     train = collect_features(
-        model, make_loader(data.train, config, False), device, blocks=True, limit=limit
+        model,
+        make_loader(data.train, config.data, False, seed=config.seed),
+        device,
+        blocks=True,
+        limit=limit,
     )
     val = collect_features(
-        model, make_loader(data.val, config, False), device, blocks=True, limit=limit
+        model,
+        make_loader(data.val, config.data, False, seed=config.seed),
+        device,
+        blocks=True,
+        limit=limit,
     )
     assert train.blocks is not None and val.blocks is not None
     train_f, y_train, val_f, y_val = train.blocks, train.labels, val.blocks, val.labels

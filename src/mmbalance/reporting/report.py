@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ CSS = (
     "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px}"
     "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee;margin:.5em 0}"
     "figure{margin:1.5em 0}figcaption{color:#555;font-size:14px}"
+    "p.caption{color:#555;font-size:14px;margin:.2em 0 .5em}"
 )
 
 
@@ -57,16 +59,70 @@ def _figure(path: Path, caption: str) -> str:
     )
 
 
-def _markdown_table_html(text: str) -> str:
-    rows = [line for line in text.splitlines() if line.startswith("|")]
-    if not rows:
-        return ""
-    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows if "---" not in r]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+# The sections of a compare folder's results.md, by the sentence that opens each: every table
+# gets its own heading and header row (one block of rows with three column sets reads as one).
+SECTION_TITLES = (
+    ("Test metrics", "Results"),
+    ("Paired by seed", "Paired differences with joint training"),
+    ("Imbalance certificate", "Imbalance certificate"),
+)
+
+
+def _inline(text: str) -> str:
+    """Escape, then Markdown's ``**bold**`` and ```code``` spans."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def _table_html(rows: list[str]) -> str:
+    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    cells = [r for r in cells if not all(set(c) <= set("-: ") for c in r)]  # the --- rule
+    head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in cells[1:]
+        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in cells[1:]
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _markdown_html(text: str) -> str:
+    """results.md as HTML: each table under its own ``<h3>`` (from :data:`SECTION_TITLES`, by
+    the paragraph that introduces it) with a ``<thead>`` header row; paragraphs and lists as
+    such."""
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        kind = "table" if line.startswith("|") else "list" if line.startswith("- ") else "text"
+        if not line.strip():
+            blocks.append([])
+            continue
+        if blocks and blocks[-1] and blocks[-1][0] == kind:
+            blocks[-1].append(line)
+        else:
+            blocks.append([kind, line])
+    parts: list[str] = []
+    caption = ""
+    tables = 0
+    for block in (b for b in blocks if b):
+        kind, lines = block[0], block[1:]
+        if kind == "table":
+            tables += 1
+            title = next((t for lead, t in SECTION_TITLES if caption.startswith(lead)), None)
+            parts.append(f"<h3>{html.escape(title or f'Table {tables}')}</h3>")
+            if caption:
+                parts.append(f"<p class='caption'>{_inline(caption)}</p>")
+            parts.append(_table_html(lines))
+            caption = ""
+            continue
+        if caption:  # a paragraph no table followed
+            parts.append(f"<p>{_inline(caption)}</p>")
+            caption = ""
+        if kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline(x[2:])}</li>" for x in lines) + "</ul>")
+        else:
+            caption = " ".join(lines)
+    if caption:
+        parts.append(f"<p>{_inline(caption)}</p>")
+    return "".join(parts)
 
 
 def _try(fn: Any, *args: Any) -> bool:
@@ -156,7 +212,7 @@ def _run_figures(run_dir: Path, out: Path, tag: str, refs: dict[str, Path]) -> l
 
 def _compare_body(folder: Path, out: Path) -> list[str]:
     results = json.loads((folder / "results.json").read_text())
-    parts = ["<h2>Comparison</h2>", _markdown_table_html((folder / "results.md").read_text())]
+    parts = ["<h2>Comparison</h2>", _markdown_html((folder / "results.md").read_text())]
     first: dict[str, dict[str, Any]] = {}
     for r in sorted(results["runs"], key=lambda r: r["seed"]):
         if "failed" not in r:

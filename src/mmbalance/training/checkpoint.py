@@ -162,7 +162,13 @@ def remove_stale_temporaries(folder: str | Path) -> int:
         return 0
     stale = [*folder.glob(".*.tmp"), *folder.glob(".*.tmp.sha256")]
     for p in stale:
-        p.unlink(missing_ok=True)
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as err:  # a read-only run folder: say so, as every other write does
+            raise RunFolderError(
+                f"could not remove the stale temporary file {str(p)!r} (left by a write that "
+                f"was killed): {err.strerror or err}; make {str(folder)!r} writable to resume"
+            ) from err
     return len(stale)
 
 

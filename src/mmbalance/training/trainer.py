@@ -135,7 +135,15 @@ class Trainer:
                 dataset.skip_log = path
 
     def _loader(self, dataset: Any, train: bool, epoch: int = 0) -> DataLoader:
-        return make_loader(dataset, self.config, train, epoch)
+        cfg = self.config
+        return make_loader(
+            dataset,
+            cfg.data,
+            train,
+            epoch,
+            seed=cfg.seed,
+            pin_memory=cfg.train.device.startswith("cuda"),
+        )
 
     def _show_progress(self) -> bool:
         mode = self.config.train.progress

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mmbalance.data.media.npyfile import read_npy
+from mmbalance.data.paths import require_folder
 from mmbalance.errors import ConfigError, DataError
 
 
@@ -95,9 +96,7 @@ def read_folder(
 
 def load_arrays(opts: ArraysOptions, modalities: list[str] | None) -> dict[str, Any]:
     """Read every split present under ``opts.root``; missing splits come back as None."""
-    root = Path(opts.root)
-    if not root.is_dir():
-        raise ConfigError(f"data.options.root: folder {opts.root!r} does not exist")
+    root = require_folder(opts.root, "data.options.root")
     if (root / "train").is_dir():
         out: dict[str, Any] = {}
         for split in ("train", "val", "test"):

@@ -262,10 +262,7 @@ def scan_layout(
 
 
 def require_root(opts: Any) -> Path:
-    """``data.options.root`` as a path; a clear error when the folder does not exist."""
-    from mmbalance.errors import ConfigError
+    """``data.options.root`` as a path; a clear error when it is missing or not a folder."""
+    from mmbalance.data.paths import require_folder
 
-    root = Path(opts.root)
-    if not root.is_dir():
-        raise ConfigError(f"data.options.root: folder {opts.root!r} does not exist")
-    return root
+    return require_folder(opts.root, "data.options.root")

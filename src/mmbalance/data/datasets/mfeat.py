@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmbalance.data.paths import require_folder
 from mmbalance.errors import ConfigError, DataError
 
 VIEWS: dict[str, int] = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
@@ -81,9 +82,7 @@ def load_mfeat(
             f"expected a subset of {', '.join(VIEWS)}"
         )
     if options.root is not None:
-        root = Path(options.root)
-        if not root.is_dir():
-            raise ConfigError(f"data.options.root: folder {options.root!r} does not exist")
+        root = require_folder(options.root, "data.options.root")
     else:
         found = bundled_root()
         if found is None:

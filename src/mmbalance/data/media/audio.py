@@ -38,8 +38,45 @@ def _need(module: str) -> object:
         ) from err
 
 
+def wav_truncation(path: str | Path) -> str | None:
+    """Whether a RIFF/WAVE file holds fewer sample frames than its ``data`` chunk declares (a
+    copy or download cut short: decoders read what is there without complaint); the problem,
+    or ``None``. Files that are not RIFF/WAVE, or declare no length (streamed), pass."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None  # no data chunk: the decoder says what is wrong
+                kind, size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+                if kind == b"fmt ":
+                    fmt = fh.read(size + size % 2)
+                    block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                elif kind == b"data":
+                    if block_align <= 0 or size in (0, 0xFFFFFFFF):
+                        return None
+                    present = path.stat().st_size - fh.tell()
+                    if present < size:
+                        return (
+                            f"audio file {str(path)!r} is truncated: its header declares "
+                            f"{size // block_align} sample frames, the file holds "
+                            f"{max(present, 0) // block_align}"
+                        )
+                    return None
+                else:
+                    fh.seek(size + size % 2, 1)
+    except OSError:
+        return None  # unreadable: the decoder names the problem
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and the sample rate; errors name the file."""
+    """Mono float32 samples and the sample rate; errors name the file (a file cut short of
+    what its header declares is an error too: :func:`wav_truncation`)."""
     sf = _need("soundfile")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # type: ignore[attr-defined]
@@ -47,6 +84,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         raise DataError(f"cannot read audio file {str(path)!r}: {err}") from err
     if data.shape[0] == 0:
         raise DataError(f"audio file {str(path)!r} holds no samples")
+    truncated = wav_truncation(path)
+    if truncated:
+        raise DataError(truncated)
     return data.mean(axis=1), int(rate)
 
 

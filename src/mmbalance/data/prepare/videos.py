@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from mmbalance.data.datasets.cremad import CLASSES as CREMAD_CLASSES
 from mmbalance.data.media.audiovisual import SpectrogramCache
 from mmbalance.data.media.video import extract, pick_backend
+from mmbalance.data.paths import require_folder
 from mmbalance.data.splits import stratified_split
 from mmbalance.errors import ConfigError, DataError
 
@@ -231,8 +232,7 @@ def prepare(
     if dataset not in DATASETS:
         raise ConfigError(f"prepare: unknown dataset {dataset!r}; expected one of {DATASETS}")
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise ConfigError(f"prepare --src: folder {str(src)!r} does not exist")
+    require_folder(src, "prepare --src")
     make_jobs: Callable[[Path, Path], tuple[list[Job], list[str]]] = {
         "cremad": _cremad_jobs,
         "kinetics_sounds": _ks_jobs,

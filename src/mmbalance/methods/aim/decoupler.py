@@ -226,7 +226,12 @@ class Decoupler(nn.Module):
             self.names[m] = []
             for block in enc.blocks:
                 params = dict(block.named_parameters())
-                keyed = {n.replace(".", "__"): n for n in decoupled_parameter_names(block)}
+                # a frozen block (the encoder's freeze option) trains nothing: no decoupler
+                keyed = {
+                    n.replace(".", "__"): n
+                    for n in decoupled_parameter_names(block)
+                    if params[n].requires_grad
+                }
                 layers = {
                     k: LayerDecoupler(tuple(params[n].shape), latent, mode, mask_share, hard_mask)
                     for k, n in keyed.items()
@@ -308,6 +313,6 @@ def decoupler_size(model: MultimodalModel, latent: int, mode: DecouplerMode) -> 
     for enc in model.encoders.values():
         for block in enc.blocks:
             for _, p in block.named_parameters():
-                if p.dim() >= 2:
+                if p.dim() >= 2 and p.requires_grad:
                     total += layer_decoupler_size(tuple(p.shape), latent, mode)
     return total

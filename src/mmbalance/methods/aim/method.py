@@ -22,6 +22,7 @@ Phase 2: ``CE + lambda_mod * L_mod``. Inference uses the plain model.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,10 @@ from mmbalance.methods.aim.decoupler import Decoupler
 from mmbalance.methods.aim.prototypes import CentroidPrototypes, DepthAdaptivePrototypes, represent
 from mmbalance.methods.base import EpochMeans, Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
+from mmbalance.models.weights import is_frozen
 from mmbalance.structured import check_positive
+
+log = logging.getLogger("mmbalance")
 
 
 @dataclass
@@ -202,6 +206,7 @@ class _Step:
         self.s_aux = torch.zeros_like(self.s)  # Eq. 9, auxiliary blocks
         self.losses: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, original
         self.losses_aux: list[list[Tensor]] = [[] for _ in range(depth)]  # Eq. 10, auxiliary
+        self.aux_of: list[list[int]] = [[] for _ in range(depth)]  # their modalities' indices
         self.pdm: list[Tensor] = []  # Eq. 8 per block
         self.label: list[Tensor] = []  # AIM-label's per-depth heads
         # scalar diagnostics, kept on the device until one transfer per step
@@ -233,6 +238,7 @@ class AIM(Method):
         self._pam_step = False
         # Eq. 12's auxiliary scores s~ [D, M] of the last step that ran the auxiliary blocks
         self._s_aux = torch.zeros(0)
+        self._has_aux = torch.zeros(0)
 
     # -- construction -----------------------------------------------------------------------
     def check(self, model: MultimodalModel, fusion: str) -> None:
@@ -250,6 +256,12 @@ class AIM(Method):
                 f"method 'aim': split_ce needs a fusion whose logits split exactly per modality "
                 f"(concat or sum); got {fusion!r}. Set split_ce: 0 (or leave it unset) for "
                 f"{fusion!r}"
+            )
+        if all(is_frozen(b) for e in model.encoders.values() for b in e.blocks):
+            raise CapabilityError(
+                "method 'aim' modulates the encoders' blocks, and every block of every encoder "
+                "is frozen (freeze: true): nothing would train but the head. Unfreeze some "
+                "blocks (freeze: N keeps blocks 1..N frozen), or use joint training"
             )
         missing = [m for m in model.modalities if m not in model.input_shapes]
         if missing:
@@ -272,6 +284,22 @@ class AIM(Method):
             self.optimizers["label_heads"] = torch.optim.Adam(
                 self.label_heads.parameters(), lr=o.label_head_lr
             )
+        # [D, M]: 1 where a block has an auxiliary block (PAM on, the block not frozen)
+        self._has_aux = torch.tensor(
+            [
+                [float(o.pam and not is_frozen(e.blocks[d])) for e in model.encoders.values()]
+                for d in range(next(iter(model.encoders.values())).depth)
+            ],
+            device=device,
+        )
+        frozen = [
+            f"{m} block {d + 1}"
+            for m, e in model.encoders.items()
+            for d, b in enumerate(e.blocks)
+            if is_frozen(b)
+        ]
+        if frozen and o.pam:
+            log.info("aim: frozen, so without an auxiliary block (PAM): %s", ", ".join(frozen))
         if o.pam:
             self.decoupler = Decoupler(
                 model,
@@ -369,11 +397,12 @@ class AIM(Method):
                 if self.label_heads is not None:
                     head = self.label_heads.head(m, d)
                     step.label.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
-                if not self._pam_step:
+                if not self._pam_step or not self._has_aux[d, j]:
                     continue
                 with torch.set_grad_enabled(modulate):
                     step.s_aux[d, j], loss_aux = self._auxiliary(model, m, d, block, inp, inter, y)
                 step.losses_aux[d].append(loss_aux)
+                step.aux_of[d].append(j)
                 if not modulate or o.pdm_during_modulation:
                     step.pdm.append(self._pdm(model, m, d, block, inp, inter.frames, y))
         if self.centroids is not None:
@@ -482,7 +511,11 @@ class AIM(Method):
         weight = AF.normalize_alpha(alpha) if o.dam and o.dam_normalize else alpha
         rho, rho_aux = torch.zeros_like(s), torch.zeros_like(s)
         for d in range(depth):
-            r, r_aux = AF.pam_weights(s[d], s_aux[d] if self.decoupler is not None else None)
+            r, r_aux = AF.pam_weights(
+                s[d],
+                s_aux[d] if self.decoupler is not None else None,
+                self._has_aux[d] if self.decoupler is not None else None,
+            )
             rho[d] = r
             if r_aux is not None:
                 rho_aux[d] = r_aux
@@ -493,7 +526,7 @@ class AIM(Method):
                     torch.stack(step.losses[d]),
                     weights_orig[d],
                     torch.stack(step.losses_aux[d]) if step.losses_aux[d] else None,
-                    rho_aux[d] if step.losses_aux[d] else None,
+                    rho_aux[d][step.aux_of[d]] if step.losses_aux[d] else None,
                     float(o.pam_every),
                 )
                 for d in range(depth)
