@@ -393,3 +393,22 @@ def test_every_method_trains_on_a_registered_encoder(tmp_path: Path, name: str) 
         model={"encoder": {"type": "tiny_audio_cnn", "width": 4, "stages": 2}},
     ).check()
     assert report.expected <= report.reached
+
+
+def test_an_encoder_whose_output_the_fusion_cannot_take_is_refused(tmp_path: Path) -> None:
+    class Unpooled(mb.BlockEncoder):
+        """A subclass that forgets to pool: [N, C, H, W] out."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.blocks = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1)])
+            self.out_dim = 4
+
+        def pool(self, h: torch.Tensor, frames: int) -> torch.Tensor:
+            return h
+
+    mb.register_encoder("unpooled_test", lambda o, s: Unpooled(), replace=True)
+    cfg = tiny_config(tmp_path, data=IMAGES, model={"encoder": {"type": "unpooled_test"}})
+    with pytest.raises(ConfigError, match=r"returns \[1, 4, 16, 16\] for one sample; the fusion"):
+        build_experiment(cfg)

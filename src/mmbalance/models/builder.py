@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.models.base import BlockEncoder
+from mmbalance.models.base import BlockEncoder, eval_mode
 from mmbalance.models.fusion import FUSIONS, FusionConfig, create_fusion
 from mmbalance.models.init import init_weights
 from mmbalance.models.mlp import MLPConfig, MLPEncoder
@@ -221,10 +222,26 @@ def build_encoder(
     encoder = ENCODERS[kind].factory(cfg, shape, where)
     if not isinstance(encoder, BlockEncoder):  # a registered family's factory checks this too
         encoder = as_block_encoder(encoder, shape, where)
+    if kind not in ("resnet18", "transformer", "mlp"):  # not written here: check what it returns
+        _check_output(encoder, shape, where)
     if weights.pretrained_file:
         load_weights(encoder, weights.pretrained_file, weights.strict, where)
     apply_freeze(encoder, frozen_depth(encoder, weights.freeze, where))
     return encoder, {"type": kind, **init_fields(cfg), **init_fields(weights)}
+
+
+@torch.no_grad()
+def _check_output(encoder: BlockEncoder, shape: tuple[int, ...], where: str) -> None:
+    """One dummy sample through the encoder: the fusion needs ``[N, out_dim]``."""
+    with eval_mode(encoder):
+        device = next(encoder.parameters()).device
+        out = encoder(torch.zeros(1, *shape, device=device))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, encoder.out_dim):
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"{where}: the encoder returns {got} for one sample; the fusion needs one feature "
+            f"vector per sample, [1, out_dim={encoder.out_dim}] (pool the last block's output)"
+        )
 
 
 def build_model(
