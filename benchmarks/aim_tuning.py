@@ -27,22 +27,25 @@ from mmbalance.reporting.evaluation import fused_probe_accuracy
 from mmbalance.reporting.stats import format_interval, paired_interval
 
 GRIDS = ROOT / "tuning"
-NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av", "reg": "regress_av"}
 # grid files benchmarks/tuning/<set>_<benchmark>.yaml, results benchmarks/results/<set>_tuning.*
 GRID_SETS = {
     "aim": "docs/aim.md step 7, AIM's knobs at the step-7 defaults",
     "aim_head": "docs/aim.md step 8, what trains the head in phase 2 (split_ce, aux_fused_ce)",
+    "regression": "docs/regression.md, AIM's regression form (target bins or block error)",
 }
 
 
 def _metric(record: dict[str, Any], key: str) -> float:
+    """Accuracy, or R^2 for a regression's runs."""
+    m = "r2" if "val_r2" in record["val"] else "acc"
     if key == "val":
-        return float(record["val"]["val_acc"])
+        return float(record["val"][f"val_{m}"])
     if key == "test":
-        return float(record["test"]["test_acc"])
+        return float(record["test"][f"test_{m}"])
     if key.startswith("fused_probe_"):
-        return float(record["fused_probe"][key[len("fused_probe_") :] + "_acc"])
-    return float(record["evaluation"]["probe"][key]["test_acc"])
+        return float(record["fused_probe"][key[len("fused_probe_") :] + f"_{m}"])
+    return float(record["evaluation"]["probe"][key][f"test_{m}"])
 
 
 def gradient_cosines(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -82,10 +82,13 @@ def train(
             f"model: expected a MultimodalModel (mmbalance.build_model); got {type(model).__name__}"
         )
     train_section = {"epochs": epochs, **sections.pop("train", {})}
+    # the data decides the task (from_tensors(..., task="regression")): recorded in config.yaml
+    data_section = {**sections.pop("data", {}), "task": data.task}
     config = ExperimentConfig.from_dict(
         {
             "seed": seed,
             "name": "tensors",
+            "data": data_section,
             "method": {"name": name, "options": options},
             "train": train_section,
             **sections,

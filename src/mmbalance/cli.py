@@ -49,9 +49,12 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.resume:
         result = resume_experiment(args.resume, overrides)
     elif not args.config:
-        return _default_job(args, overrides)
+        return _default_job(args, overrides, shipped_config(DEFAULT_CONFIG))
     else:
-        config = load_config(resolve_config(args.config), overrides)
+        path = resolve_config(args.config)
+        config = load_config(path, overrides)
+        if config.train.compare_with_joint:
+            return _default_job(args, overrides, path)
         result = run_experiment(config, args.out)
     from mmbalance import distributed as dist
 
@@ -64,20 +67,23 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _tested_modalities(result: object) -> list[str]:
     test = result.test  # type: ignore[attr-defined]
-    return sorted({k[len("test_acc_") :] for k in test if k.startswith("test_acc_")})
+    key = "test_r2_" if "test_r2" in test else "test_acc_"  # a regression's, or accuracy
+    return sorted({k[len(key) :] for k in test if k.startswith(key)})
 
 
-def _default_job(args: argparse.Namespace, overrides: list[str]) -> int:
-    """The built-in experiment on the imbalance suite's vector benchmark (digits_vec): AIM,
-    joint training and each modality trained alone, same data, seed and optimiser; then each
-    modality's accuracy inside the fused models (a linear probe on its encoder's features,
-    ``reporting.evaluation``) beside its accuracy alone: the imbalance, and what AIM does."""
+def _default_job(args: argparse.Namespace, overrides: list[str], path: Path) -> int:
+    """The built-in experiment (no --config: the imbalance suite's vector benchmark,
+    digits_vec), or a config with ``train.compare_with_joint``: its method (AIM), joint
+    training and each modality trained alone, same data, seed and optimiser; then each
+    modality inside the fused models (a linear probe on its encoder's features,
+    ``reporting.evaluation``) beside it alone: the imbalance, and what the method does.
+    Accuracy for classes; R^2 and MAE for a regression."""
     from mmbalance.experiment import new_run_dir, result_table, run_experiment
     from mmbalance.reporting.evaluation import evaluate_run
 
-    path = shipped_config(DEFAULT_CONFIG)
     config = load_config(path, overrides)
-    print(f"no --config given: running the built-in experiment {path.name}", flush=True)
+    if not args.config:
+        print(f"no --config given: running the built-in experiment {path.name}", flush=True)
     modalities = list(config.data.modalities or []) or None
     jobs: dict[str, list[str]] = {config.method.name: []}
     if config.method.name != "joint":
@@ -118,23 +124,36 @@ def imbalance_table(
     results: dict[str, Any], probes: dict[str, dict[str, Any]], modalities: list[str]
 ) -> str:
     """Test accuracy (%) of the fused models and, per modality, its probe inside each fused
-    model beside the modality trained alone."""
+    model beside the modality trained alone; for a regression the same in R^2, then MAE and
+    Pearson r (lower MAE is better)."""
     fused = [k for k in results if k in probes]
-    lines = [
-        "test accuracy (%), checkpoints selected on validation",
-        f"{'':30s}" + "".join(f"{k:>10s}" for k in fused) + f"{'alone':>10s}",
-        f"{'fused':30s}"
-        + "".join(f"{100 * results[k].test['test_acc']:10.1f}" for k in fused)
-        + f"{'':>10s}",
-    ]
-    for m in modalities:
-        alone = results.get(f"{m} alone")
-        cell = f"{100 * alone.test['test_acc']:10.1f}" if alone is not None else f"{'-':>10s}"
-        lines.append(
-            f"{m + ' (probe inside model)':30s}"
-            + "".join(f"{100 * probes[k][m]['test_acc']:10.1f}" for k in fused)
-            + cell
-        )
+    first = next(iter(results.values())).test
+    regression = "test_r2" in first
+    metrics = [("r2", "R^2", 1.0, 3), ("mae", "MAE", 1.0, 3), ("corr", "Pearson r", 1.0, 3)]
+    if not regression:
+        metrics = [("acc", "accuracy (%)", 100.0, 1)]
+    lines: list[str] = []
+    for key, title, scale, digits in metrics:
+
+        def cell(value: Any, scale: float = scale, digits: int = digits) -> str:
+            return f"{'undefined':>10s}" if value is None else f"{scale * value:10.{digits}f}"
+
+        lines += [
+            f"test {title}, checkpoints selected on validation",
+            f"{'':30s}" + "".join(f"{k:>10s}" for k in fused) + f"{'alone':>10s}",
+            f"{'fused':30s}"
+            + "".join(cell(results[k].test.get(f"test_{key}")) for k in fused)
+            + f"{'':>10s}",
+        ]
+        for m in modalities:
+            alone = results.get(f"{m} alone")
+            last = cell(alone.test.get(f"test_{key}")) if alone is not None else f"{'-':>10s}"
+            lines.append(
+                f"{m + ' (probe inside model)':30s}"
+                + "".join(cell(probes[k][m].get(f"test_{key}")) for k in fused)
+                + last
+            )
+        lines.append("")
     lines.append(
         "A modality far below its 'alone' column is starved inside that model (docs/benchmarks.md)."
     )

@@ -55,6 +55,8 @@ class DataConfig:
     """Which dataset, which modalities, how it is split and batched."""
 
     name: str = "mfeat"
+    # classification: class indices; regression: float targets [N] or [N, T] (docs/regression.md)
+    task: Literal["classification", "regression"] = "classification"
     modalities: list[str] | None = None  # None: every modality the dataset has
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, validated there
     val_fraction: float = 0.15  # carved (stratified, seeded) from train when there is no val split
@@ -203,13 +205,23 @@ class TrainConfig:
     epochs: int = 30
     device: str = "cpu"
     deterministic: bool = True
-    select_metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
+    # the validation metric that selects the epoch; auto: val_acc (classification), val_r2
+    # (regression). Lower is better for val_loss, val_mae, val_rmse
+    select_metric: Literal[
+        "auto", "val_acc", "val_f1", "val_loss", "val_mae", "val_rmse", "val_r2", "val_corr"
+    ] = "auto"
+    # the task loss: auto = cross_entropy (classification) / mse (regression); l1, huber
+    loss: Literal["auto", "cross_entropy", "mse", "l1", "huber"] = "auto"
     test_every_epoch: bool = True  # logged for curves; never used for selection
     progress: Literal["auto", "always", "never"] = "auto"
     tensorboard: bool = True  # used only when the tensorboard package is installed
     # bf16: forward passes and losses under torch.autocast(bfloat16); method statistics
     # (scores, prototype distances, coefficients) stay float32 (docs/scale.md)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # `mmbalance train` also trains joint training and each modality alone (same data, seed,
+    # optimiser) and prints each modality inside the fused models beside alone: what the
+    # built-in experiment does (a benchmark's config may set it; other commands ignore it)
+    compare_with_joint: bool = False
 
     def validate(self, where: str) -> None:
         check_positive(self.epochs, f"{where}.epochs")
@@ -294,6 +306,27 @@ class ExperimentConfig:
         self.data.options = _resolved_data_options(
             self.data.name, self.data.options, f"{where}.data.options"
         )
+        regression = self.data.task == "regression"
+        metric, loss = self.train.select_metric, self.train.loss
+        by_task = {
+            "classification": ("val_acc", "val_f1"),
+            "regression": ("val_mae", "val_rmse", "val_r2", "val_corr"),
+        }
+        wrong = by_task["classification" if regression else "regression"]
+        if metric in wrong:
+            raise ConfigError(
+                f"{where}.train.select_metric: got {metric!r}, a "
+                f"{'classification' if regression else 'regression'} metric; data.task is "
+                f"{self.data.task!r}: expected one of auto, val_loss, "
+                + ", ".join(by_task[self.data.task])
+            )
+        if (loss == "cross_entropy" and regression) or (
+            loss in ("mse", "l1", "huber") and not regression
+        ):
+            raise ConfigError(
+                f"{where}.train.loss: got {loss!r}; data.task is {self.data.task!r}: expected "
+                + ("auto, mse, l1 or huber" if regression else "auto or cross_entropy")
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -22,6 +22,7 @@ import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -35,6 +36,7 @@ from mmbalance.methods import create_method
 from mmbalance.methods.base import Method
 from mmbalance.models.builder import build_model
 from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.tasks import is_defined, task_from
 from mmbalance.training.checkpoint import write_text_atomic
 from mmbalance.training.seeding import seed_everything
 from mmbalance.training.trainer import RunResult, Trainer
@@ -95,6 +97,7 @@ def build_model_and_method(
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
     model = build_model(config.model, shapes, data.num_classes, data.modalities)
+    method.task = task_from(data.task, config.train.loss, data.score_range)
     method.check(model, model.fusion.name)  # refused before any run folder is made
     _check_batch_norm_batch(config, model)
     return model, method
@@ -375,17 +378,31 @@ def resume_experiment(run_dir: str | Path, overrides: list[str] | None = None) -
     return result
 
 
+def _cell(value: Any, width: int) -> str:
+    """A metric right-aligned in ``width``: 4 decimals, or "undefined" (a constant target)."""
+    return f"{'undefined':>{width}s}" if not is_defined(value) else f"{value:{width}.4f}"
+
+
 def result_table(result: RunResult, modalities: list[str]) -> str:
-    """A short human-readable summary of a finished run."""
+    """A short human-readable summary of a finished run: accuracy and macro-F1, or for a
+    regression R^2, MAE and Pearson r (each modality from its unimodal head)."""
     t, v = result.test, result.val
+    regression = "test_r2" in t or "test_mae" in t
+    names = ("r2", "mae", "corr") if regression else ("acc", "f1")
+    heads = (
+        ("val R^2", "test R^2", "test MAE", "test r")
+        if regression
+        else ("val acc", "test acc", "test F1")
+    )
     lines = [
         f"best epoch (selected on validation): {result.best_epoch + 1}/{result.epochs}",
-        f"{'':12s}{'val acc':>9s}{'test acc':>10s}{'test F1':>9s}",
-        f"{'fused':12s}{v['val_acc']:9.4f}{t['test_acc']:10.4f}{t['test_f1']:9.4f}",
+        f"{'':12s}" + "".join(f"{h:>10s}" for h in heads),
     ]
-    for m in modalities:
-        if f"test_acc_{m}" in t:
-            lines.append(
-                f"{m:12s}{v[f'val_acc_{m}']:9.4f}{t[f'test_acc_{m}']:10.4f}{t[f'test_f1_{m}']:9.4f}"
-            )
+    for m in ["", *modalities]:
+        suffix = f"_{m}" if m else ""
+        if m and f"test_{names[0]}{suffix}" not in t:
+            continue
+        cells = [v.get(f"val_{names[0]}{suffix}"), t.get(f"test_{names[0]}{suffix}")]
+        cells += [t.get(f"test_{n}{suffix}") for n in names[1:]]
+        lines.append(f"{m or 'fused':12s}" + "".join(_cell(c, 10) for c in cells))
     return "\n".join(lines)

@@ -54,7 +54,10 @@ class MultimodalTensorDataset(Dataset):
 
 @dataclass
 class DataSplits:
-    """Train / validation / test datasets and what the model builder needs to know."""
+    """Train / validation / test datasets and what the model builder needs to know.
+
+    ``num_classes`` is the number of values the head outputs: K classes, or for a regression
+    task (``task == "regression"``) the T targets of each sample."""
 
     train: Dataset
     val: Dataset
@@ -63,6 +66,9 @@ class DataSplits:
     shapes: dict[str, tuple[int, ...]]
     class_names: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # how the splits were made (recorded)
+    task: str = "classification"
+    # a regression target on a sentiment scale (MOSI: (-3, 3)): the field's derived metrics
+    score_range: tuple[float, float] | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -75,27 +81,57 @@ def _source(sources: Mapping[str, str] | None, key: str) -> str:
     return ""
 
 
+def check_targets(
+    labels: Any, sources: Mapping[str, str] | None = None, split: str = "data"
+) -> tuple[Tensor, int]:
+    """Regression targets: finite numbers ``[N]`` or ``[N, T]``; returns them as float32 and T.
+    A non-finite target is named by file and index."""
+    y = np.asarray(labels)
+    where_y = f"{split} targets{_source(sources, 'labels')}"
+    if y.dtype.kind not in "fiub":
+        raise DataError(f"{where_y}: expected numeric regression targets; got dtype {y.dtype}")
+    if y.ndim not in (1, 2) or y.shape[0] == 0 or (y.ndim == 2 and y.shape[1] == 0):
+        raise DataError(f"{where_y}: expected targets shaped [N] or [N, T]; got {y.shape}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        first = np.argwhere(~np.isfinite(y))[0]
+        raise DataError(
+            f"{where_y}: non-finite target {float(y[tuple(first)])!r} at index "
+            f"{tuple(first.tolist())}"
+        )
+    return torch.as_tensor(y, dtype=torch.float32), 1 if y.ndim == 1 else int(y.shape[1])
+
+
 def check_arrays(
     inputs: Mapping[str, Any],
     labels: Any,
     num_classes: int | None = None,
     sources: Mapping[str, str] | None = None,
     split: str = "data",
+    task: str = "classification",
 ) -> tuple[dict[str, Tensor], Tensor, int]:
-    """Validate and convert user arrays; returns float tensors, long labels and K.
+    """Validate and convert user arrays; returns float tensors, the targets and K (classes) or
+    T (regression targets per sample).
 
-    Checks: labels are 1-D integers in ``[0, K)``; every modality has as many samples as there
-    are labels, at least one axis per sample, and only finite values.
+    Checks: labels are 1-D integers in ``[0, K)`` (regression: finite numbers ``[N]`` or
+    ``[N, T]``); every modality has as many samples as there are labels, at least one axis per
+    sample, and only finite values.
     """
     if not inputs:
         raise DataError(f"{split}: no modalities given; expected a mapping name -> array")
+    if task == "regression":
+        y_reg, t = check_targets(labels, sources, split)
+        return _check_inputs(inputs, y_reg.shape[0], sources, split), y_reg, t
     y = np.asarray(labels)
     where_y = f"{split} labels{_source(sources, 'labels')}"
     if y.ndim != 1:
         raise DataError(f"{where_y}: expected a 1-D array of class indices; got shape {y.shape}")
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise DataError(f"{where_y}: expected integer class indices; got non-integer values")
+            raise DataError(
+                f"{where_y}: expected integer class indices; got non-integer values (for "
+                "numeric targets set data.task: regression, or task='regression' in "
+                "from_tensors)"
+            )
         y = y.astype(np.int64)
     elif y.dtype.kind not in "iub":
         raise DataError(f"{where_y}: expected integer class indices; got dtype {y.dtype}")
@@ -109,6 +145,13 @@ def check_arrays(
             f"{where_y}: label {int(y[bad[0]])} at sample {int(bad[0])} is outside [0, {k}) "
             f"({bad.size} labels out of range); expected integers 0..{k - 1}"
         )
+    return _check_inputs(inputs, y.shape[0], sources, split), torch.as_tensor(y), k
+
+
+def _check_inputs(
+    inputs: Mapping[str, Any], n: int, sources: Mapping[str, str] | None, split: str
+) -> dict[str, Tensor]:
+    """Every modality: numeric, ``[N, ...]`` with ``n`` rows, finite, a usable name."""
     out: dict[str, Tensor] = {}
     for m, arr in inputs.items():
         where = f"{split} modality {m!r}{_source(sources, m)}"
@@ -130,16 +173,16 @@ def check_arrays(
                 f"{where}: per-sample shape {a.shape[1:]} has an empty axis; every axis of a "
                 "sample needs at least one element"
             )
-        if a.shape[0] != y.shape[0]:
+        if a.shape[0] != n:
             raise DataError(
-                f"{where}: has {a.shape[0]} samples but there are {y.shape[0]} labels; "
+                f"{where}: has {a.shape[0]} samples but there are {n} labels; "
                 "every modality needs one row per label"
             )
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             first = np.argwhere(~np.isfinite(a))[0]
             raise DataError(f"{where}: non-finite value (NaN/inf) at index {tuple(first.tolist())}")
         out[m] = torch.as_tensor(a, dtype=torch.float32)
-    return out, torch.as_tensor(y), k
+    return out
 
 
 def check_same_shapes(
@@ -161,7 +204,21 @@ def check_same_shapes(
 
 def check_classes(data: DataSplits, where: str) -> None:
     """Refuse data a classifier cannot learn from: fewer than two classes, or a training split
-    whose samples all carry one label (loss 0 and 100% accuracy from the first step)."""
+    whose samples all carry one label (loss 0 and 100% accuracy from the first step). A
+    regression's training targets must vary (else R^2 and r are undefined, and there is
+    nothing to learn)."""
+    if data.task == "regression":
+        targets = getattr(data.train, "labels", None)
+        if isinstance(targets, Tensor) and targets.numel():
+            flat = targets.reshape(targets.shape[0], -1)
+            constant = [t for t in range(flat.shape[1]) if bool((flat[:, t] == flat[0, t]).all())]
+            if constant:
+                raise DataError(
+                    f"{where}: regression target(s) {constant} take one value "
+                    f"({float(flat[0, constant[0]])!r}) on every training sample: nothing to "
+                    "learn, and R^2 and r are undefined"
+                )
+        return
     names = data.class_names or [str(k) for k in range(data.num_classes)]
     if data.num_classes < 2:
         raise DataError(

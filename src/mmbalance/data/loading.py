@@ -120,7 +120,7 @@ class SkippingLoader(DataLoader):
         skipping = getattr(self.dataset, "on_corrupt", "error") == "skip"
         training = isinstance(self.sampler, ShardedEpochSampler)
         for batch in super().__iter__():
-            if batch is None or (skipping and training and batch["label"].numel() < 2):
+            if batch is None or (skipping and training and batch["label"].shape[0] < 2):
                 continue
             yield batch
 

@@ -42,11 +42,15 @@ def _build_synthetic(opts: SyntheticOptions, cfg: Any) -> DataSplits:
                 f"data.modalities: synthetic data has no modality {unknown}; "
                 f"it has {list(opts.modalities)}"
             )
-    inputs, labels = generate_synthetic(opts)
+    inputs, labels = generate_synthetic(opts, cfg.task)
     if cfg.modalities is not None:
         inputs = {m: inputs[m] for m in cfg.modalities}
     return assemble_splits(
-        (inputs, labels), num_classes=opts.num_classes, name="synthetic", **_split_kwargs(cfg)
+        (inputs, labels),
+        num_classes=None if cfg.task == "regression" else opts.num_classes,
+        name="synthetic",
+        task=cfg.task,
+        **_split_kwargs(cfg),
     )
 
 
@@ -78,9 +82,13 @@ def _build_arrays(opts: ArraysOptions, cfg: Any) -> DataSplits:
         sources=sources,
         class_names=opts.class_names,
         name="arrays",
+        task=cfg.task,
         **_split_kwargs(cfg),
     )
 
+
+# the datasets that can hold regression targets (data.task: regression)
+REGRESSION_DATASETS = frozenset({"synthetic", "arrays", "mosi"})
 
 DATASETS: dict[str, DatasetEntry] = {
     "synthetic": DatasetEntry(
@@ -124,6 +132,12 @@ def build_data(cfg: Any) -> DataSplits:
     if cfg.name not in DATASETS:
         raise ConfigError(f"data.name: got {cfg.name!r}; expected one of {', '.join(DATASETS)}")
     entry = DATASETS[cfg.name]
+    task = getattr(cfg, "task", "classification")
+    if task == "regression" and cfg.name not in REGRESSION_DATASETS:
+        raise ConfigError(
+            f"data.task: regression: dataset {cfg.name!r} has class labels only; regression "
+            f"targets come from {', '.join(sorted(REGRESSION_DATASETS))} (mosi: label: score)"
+        )
     if cfg.generate is not None:
         from mmbalance.data.prepare.generate import ensure_generated
 
@@ -146,8 +160,10 @@ def from_tensors(
     test_fraction: float = 0.2,
     seed: int = 0,
     standardize: bool = False,
+    task: str = "classification",
 ) -> DataSplits:
     """Splits from in-memory tensors/arrays: the Python API's entry point for users' data.
+    ``task="regression"``: float targets ``[N]`` or ``[N, T]`` (docs/regression.md).
 
     Example:
         >>> import torch
@@ -156,6 +172,10 @@ def from_tensors(
         >>> data.num_classes, data.shapes["audio"]
         (2, (8,))
     """
+    if task not in ("classification", "regression"):
+        raise ConfigError(
+            f"from_tensors: task: got {task!r}; expected classification or regression"
+        )
     data = assemble_splits(
         (inputs, labels),
         val=val,
@@ -166,6 +186,7 @@ def from_tensors(
         split_seed=seed,
         standardize=standardize,
         name="tensors",
+        task=task,
     )
     check_classes(data, "from_tensors")
     return data

@@ -23,3 +23,12 @@ def stratified_split(
         held.append(idx[:n_held])
         keep.append(idx[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def target_strata(targets: np.ndarray, bins: int = 5) -> np.ndarray:
+    """Strata for a regression split: the quantile bin (of ``bins``) of each sample's first
+    target, so a held-out split covers the target's range as a stratified one covers the
+    classes (ties share a bin; fewer distinct values give fewer bins)."""
+    first = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
+    edges = np.unique(np.quantile(first, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.searchsorted(edges, first, side="right")

@@ -198,7 +198,9 @@ def validate_files(name: str, layout: FileLayout, options: dict[str, Any]) -> Va
     return report
 
 
-def _array_split(folder: Path, opts: Any, split: str, report: ValidationReport) -> Any:
+def _array_split(
+    folder: Path, opts: Any, split: str, report: ValidationReport, task: str = "classification"
+) -> Any:
     """Problems of one arrays split folder, all of them; its labels when they could be read."""
     import numpy as np
 
@@ -230,6 +232,15 @@ def _array_split(folder: Path, opts: Any, split: str, report: ValidationReport) 
         elif x.dtype.kind == "f" and not np.isfinite(x).all():
             bad = int((~np.isfinite(x.reshape(x.shape[0], -1) if x.ndim else x)).any(-1).sum())
             report.problems.append(f"{where}: {bad} sample(s) hold NaN or inf values")
+    if task == "regression":
+        if labels.dtype.kind not in "biuf":
+            report.problems.append(f"{split}: {str(label_file)!r}: targets must be numbers")
+        elif labels.dtype.kind == "f" and not np.isfinite(labels).all():
+            at = tuple(np.argwhere(~np.isfinite(labels))[0].tolist())
+            report.problems.append(
+                f"{split}: {str(label_file)!r}: non-finite target {labels[at]!r} at index {at}"
+            )
+        return None  # no classes to count: build_data checks the rest
     if labels.dtype.kind not in "iu" and not (
         labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels == labels.round()).all()
     ):
@@ -247,7 +258,7 @@ def _array_split(folder: Path, opts: Any, split: str, report: ValidationReport) 
     return labels
 
 
-def validate_arrays(options: dict[str, Any]) -> ValidationReport:
+def validate_arrays(options: dict[str, Any], task: str = "classification") -> ValidationReport:
     """Walk an ``arrays`` dataset and list every problem: unreadable or non-array files, sample
     counts that disagree, non-finite values, labels outside the classes, classes without a
     sample (in a split, or anywhere: a stray label that would add classes). When it finds
@@ -269,7 +280,7 @@ def validate_arrays(options: dict[str, Any]) -> ValidationReport:
     root = Path(opts.root).expanduser()
     folders = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
     folders = folders or {"train": root}
-    labels = {s: _array_split(f, opts, s, report) for s, f in folders.items()}
+    labels = {s: _array_split(f, opts, s, report, task) for s, f in folders.items()}
     known = {s: y for s, y in labels.items() if y is not None and y.size}
     if not known:
         return report
@@ -304,7 +315,7 @@ def validate_data(cfg: Any) -> ValidationReport:
     if cfg.name in layouts:
         return validate_files(cfg.name, layouts[cfg.name], cfg.options)
     if cfg.name == "arrays":
-        report = validate_arrays(cfg.options)
+        report = validate_arrays(cfg.options, getattr(cfg, "task", "classification"))
         if not report.ok:
             return report
     from mmbalance.data.registry import build_data
@@ -318,8 +329,17 @@ def validate_data(cfg: Any) -> ValidationReport:
     names = data.class_names or [str(k) for k in range(data.num_classes)]
     for split in ("train", "val", "test"):
         labels = getattr(data, split).labels
+        if data.task == "regression":  # a target summary where classes are counted
+            report.notes.append(
+                f"{split}: {labels.shape[0]} samples, targets mean {float(labels.mean()):.4g}, "
+                f"std {float(labels.std()):.4g}, range [{float(labels.min()):.4g}, "
+                f"{float(labels.max()):.4g}]"
+            )
+            continue
         counts = [int((labels == k).sum()) for k in range(data.num_classes)]
         report.counts[split] = dict(zip(names, counts, strict=True))
+    if data.info.get("notice"):
+        report.notes.append(str(data.info["notice"]))
     for m, c in (data.info.get("constant_features") or {}).items():
         if c["features"]:
             report.notes.append(

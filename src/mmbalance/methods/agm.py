@@ -59,6 +59,10 @@ class AGM(Method):
     """Shapley responses with loss-ratio-driven gradient scaling."""
 
     name = "agm"
+    no_regression = (
+        "its mono-modal responses are Shapley values of the class log-probabilities (Eq. 7 of "
+        "AGM), which have no counterpart without classes"
+    )
     description = "AGM (ICCV23): Shapley responses of padded passes, adaptive gradient scaling"
     Options = AGMOptions
     min_modalities = 2

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mmbalance.errors import CapabilityError
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import from_dict
+from mmbalance.tasks import Task
 
 
 @dataclass
@@ -107,6 +107,12 @@ class Method(nn.Module):
     needs_intermediates: ClassVar[bool] = False
     unused_model_parts: ClassVar[tuple[str, ...]] = ()  # e.g. ("fusion", "head") for MLA
     modifies_grads: ClassVar[bool] = False
+    # Regression (data.task: regression): a method with a documented regression form sets
+    # True (docs/regression.md); the others give the reason they have none.
+    supports_regression: ClassVar[bool] = False
+    no_regression: ClassVar[str] = "it has no regression form yet"
+    # classes or numbers, with their loss (set by the trainer from data.task and train.loss)
+    task: Task = Task()
 
     def __init__(self, options: Any = None) -> None:
         super().__init__()
@@ -124,6 +130,11 @@ class Method(nn.Module):
 
     def check(self, model: MultimodalModel, fusion: str) -> None:
         """Refuse a model this method cannot train, naming what would work."""
+        if self.task.regression and not self.supports_regression:
+            raise CapabilityError(
+                f"method {self.name!r} cannot train a regression (data.task: regression): "
+                f"{self.no_regression}. docs/regression.md lists the methods that can"
+            )
         m = len(model.modalities)
         if m < self.min_modalities:
             raise CapabilityError(
@@ -174,11 +185,17 @@ class Method(nn.Module):
         """The training forward pass (override for alternating or padded passes)."""
         return model(batch["inputs"], return_intermediates=self.needs_intermediates)
 
+    def task_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """The task's loss: cross-entropy (Eq. 2), or MSE / L1 / Huber for a regression."""
+        return self.task.criterion(prediction, target)
+
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
-        """Named loss terms; the trainer sums and logs them. Default: CE of the fused logits."""
-        return {"ce": F.cross_entropy(output.logits, batch["label"])}
+        """Named loss terms; the trainer sums and logs them. Default: the task loss of the
+        fused prediction (cross-entropy, Eq. 2; ``ce`` for a regression's loss too: the term
+        every method has)."""
+        return {"ce": self.task_loss(output.logits, batch["label"])}
 
     def predict(self, model: MultimodalModel, inputs: dict[str, Tensor]) -> ModelOutput:
         """Inference (validation, test, ``mmbalance eval``); default: the plain model."""

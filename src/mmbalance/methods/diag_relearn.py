@@ -44,6 +44,10 @@ class DiagRelearn(Method):
     """Purity-gap diagnosis and soft re-initialisation of over-fitted encoders."""
 
     name = "diag_relearn"
+    no_regression = (
+        "its diagnosis clusters each modality's features with k-means and scores the clusters' "
+        "purity against the classes, which a regression has not"
+    )
     description = "Diagnosing & Re-learning (ECCV24): soft re-init by train/val cluster-purity gap"
     Options = DiagRelearnOptions
 

@@ -69,7 +69,7 @@ def collect_features(
                     for d, x in enumerate(outs):
                         rows[d].append(x)
             labels.append(batch["label"] if to_cpu else batch["label"].to(device))
-            seen += batch["label"].numel()
+            seen += batch["label"].shape[0]
             if limit is not None and seen >= limit:
                 break
     n = seen if limit is None else min(seen, limit)

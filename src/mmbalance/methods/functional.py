@@ -23,6 +23,34 @@ def true_class_score(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.detach().float().softmax(dim=1).gather(1, labels.unsqueeze(1)).sum()
 
 
+def regression_score(prediction: Tensor, target: Tensor) -> Tensor:
+    """The regression form of :func:`true_class_score` (docs/regression.md): the batch sum of
+    ``exp(-||p_i - y_i||^2 / (2 sigma^2))``, sigma^2 the batch's target variance (mean over the
+    T targets): the density of the truth under a Gaussian centred on the prediction, scaled to
+    1 at an exact prediction, as the true-class probability is 1 at a certain right answer.
+    A modality whose prediction (or its part of the fused one) follows the target scores
+    higher; predicting the mean everywhere scores ``exp(-1/2) = 0.61`` per sample."""
+    p = prediction.detach().float().reshape(target.shape[0], -1)
+    y = target.detach().float().reshape(target.shape[0], -1)
+    var = y.var(dim=0, unbiased=False).mean().clamp_min(1e-8) if y.shape[0] > 1 else y.new_ones(())
+    return torch.exp(-(p - y).pow(2).sum(1) / (2 * var)).sum()
+
+
+def quantile_edges(targets: Tensor, bins: int) -> Tensor:
+    """Inner edges ``[bins - 1]`` splitting a regression target into ``bins`` groups of equal
+    count (quantiles of the first target column; repeated values merge bins): the
+    pseudo-classes of a regression's prototypes (AIM, PMR; docs/regression.md)."""
+    first = targets.detach().double().reshape(targets.shape[0], -1)[:, 0]
+    levels = torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1]
+    return torch.unique(torch.quantile(first, levels)).float()
+
+
+def target_bins(targets: Tensor, edges: Tensor) -> Tensor:
+    """The pseudo-class of every sample: the index of its first target's quantile bin."""
+    first = targets.detach().float().reshape(targets.shape[0], -1)[:, 0]
+    return torch.bucketize(first, edges.to(first.device), right=True)
+
+
 def ogm_ratio(scores: Tensor) -> Tensor:
     """``rho_m = s_m / min_{j != m} s_j`` (``[M]``).
 
@@ -277,6 +305,19 @@ def score_and_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """
     prob = logits.detach().float().softmax(dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
     return prob.mean(), F.cross_entropy(logits, labels)
+
+
+def regression_score_and_loss(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """AIM's Eqs. 9-10 for a regression scored by a block's own error (``regression_scores:
+    error``): ``L = MSE / Var(y)`` (the batch's target variance, a constant of the step) and
+    ``s = max(0, 1 - L)`` (detached): the block's R^2 on the batch, clipped at 0 as a
+    probability is, so Eq. 12's and Eq. 14's weights read it as they read the true-class
+    probability."""
+    p = prediction.float().reshape(target.shape[0], -1)
+    y = target.float().reshape(target.shape[0], -1)
+    var = y.var(dim=0, unbiased=False).mean().detach().clamp_min(1e-8)
+    loss = (p - y).pow(2).mean() / var
+    return (1 - loss.detach()).clamp(0.0, 1.0), loss
 
 
 def saturation(logits: Tensor, labels: Tensor, eps: float = 0.01) -> Tensor:

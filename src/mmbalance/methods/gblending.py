@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -34,6 +33,7 @@ from mmbalance.methods import functional as MF
 from mmbalance.methods.base import Method, TrainState
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
+from mmbalance.tasks import Task
 
 FUSED = "fused"
 
@@ -76,7 +76,11 @@ def _all_logits(
 
 @torch.no_grad()
 def _mean_losses(
-    model: MultimodalModel, heads: ModalityClassifiers, loader: Any, device: torch.device
+    model: MultimodalModel,
+    heads: ModalityClassifiers,
+    loader: Any,
+    device: torch.device,
+    task: Task,
 ) -> dict[str, float]:
     was = model.training
     model.eval()
@@ -85,8 +89,8 @@ def _mean_losses(
     for raw in loader:
         batch = to_device(raw, device)
         for k, lg in _all_logits(model, heads, batch["inputs"]).items():
-            sums[k] = sums.get(k, 0.0) + float(F.cross_entropy(lg, batch["label"], reduction="sum"))
-        n += batch["label"].numel()
+            sums[k] = sums.get(k, 0.0) + float(task.criterion(lg, batch["label"], reduction="sum"))
+        n += batch["label"].shape[0]
     model.train(was)
     return {k: v / max(n, 1) for k, v in sums.items()}
 
@@ -105,6 +109,9 @@ class GBlending(Method):
     name = "gblending"
     description = "G-Blending (CVPR20): blend per-modality and fused CE by validation OGR weights"
     Options = GBlendingOptions
+    # the blend weights come from losses alone (Eq. 9's OGR): any task loss works; for a
+    # regression, the per-modality heads regress and every loss is the task's (MSE by default)
+    supports_regression = True
 
     def __init__(self, options: GBlendingOptions | None = None) -> None:
         super().__init__(options)
@@ -129,8 +136,8 @@ class GBlending(Method):
             if o.estimate_lr == "current":  # where the schedule is now, not where it began
                 settings["lr"] = state.lr
             opt = type(state.optimizer)(params, **settings)
-            start_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
-            start_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
+            start_t = _mean_losses(model, heads, state.loaders["train"], state.device, self.task)
+            start_v = _mean_losses(model, heads, state.loaders["val"], state.device, self.task)
             gen = torch.Generator().manual_seed(1000 * state.epoch + len(raw))
             loader = DataLoader(
                 train_set, batch_size=o.estimate_batch_size, shuffle=True, generator=gen
@@ -139,15 +146,17 @@ class GBlending(Method):
             for _ in range(o.estimate_epochs or o.super_epoch):
                 for batch_raw in loader:
                     batch = to_device(batch_raw, state.device)
-                    loss = F.cross_entropy(
+                    loss = self.task_loss(
                         _all_logits(model, heads, batch["inputs"])[target], batch["label"]
                     )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-            end_t = _mean_losses(model, heads, state.loaders["train"], state.device)[target]
-            end_v = _mean_losses(model, heads, state.loaders["val"], state.device)[target]
-            raw[target] = MF.gblending_weight(start_t, start_v, end_t, end_v, o.negative_gain)
+            end_t = _mean_losses(model, heads, state.loaders["train"], state.device, self.task)
+            end_v = _mean_losses(model, heads, state.loaders["val"], state.device, self.task)
+            raw[target] = MF.gblending_weight(
+                start_t[target], start_v[target], end_t[target], end_v[target], o.negative_gain
+            )
         total = sum(raw.values())
         return (
             {k: v / total for k, v in raw.items()} if total > 0 else {k: 1 / len(raw) for k in raw}
@@ -164,7 +173,7 @@ class GBlending(Method):
         assert self.heads is not None
         y = batch["label"]
         logits = {FUSED: output.logits, **self.heads(output.features)}
-        return {f"ce_{k}": w * F.cross_entropy(logits[k], y) for k, w in self.weights.items()}
+        return {f"ce_{k}": w * self.task_loss(logits[k], y) for k, w in self.weights.items()}
 
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         return {f"w_{k}": w for k, w in self.weights.items()}

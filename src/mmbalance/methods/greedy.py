@@ -70,6 +70,10 @@ class Greedy(Method):
     """MMTM mid-fusion with curation of the modality that learns greedily."""
 
     name = "greedy"
+    no_regression = (
+        "its conditional learning speeds compare the per-modality cross-entropies of MMTM's split"
+        " classifiers; a regression form was not written"
+    )
     description = "Greedy (ICML22): MMTM mid-fusion, re-balanced by conditional learning speed"
     Options = GreedyOptions
     min_modalities = 2

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbalance import distributed as dist
@@ -92,6 +91,10 @@ class InfoReg(Method):
     Options = InfoRegOptions
     min_modalities = 2
     modifies_grads = True
+    # Regression: every loss is the task's; the scores that pick the dominant modality are the
+    # Gaussian scores of each modality's prediction (functional.regression_score); the window
+    # (Fisher trace) and the proximal term are the same
+    supports_regression = True
 
     def __init__(self, options: InfoRegOptions | None = None) -> None:
         super().__init__(options)
@@ -152,10 +155,11 @@ class InfoReg(Method):
         else:  # the fused head's own split, attached (official)
             assert output.split_logits is not None
             uni = output.split_logits
-        terms = {"ce": F.cross_entropy(output.logits, y)}
+        terms = {"ce": self.task_loss(output.logits, y)}
         for m in mods:
-            terms[f"ce_{m}"] = F.cross_entropy(uni[m], y)
-        scores = dist.reduce_sum(torch.stack([MF.true_class_score(uni[m], y) for m in mods]))
+            terms[f"ce_{m}"] = self.task_loss(uni[m], y)
+        score = MF.regression_score if self.task.regression else MF.true_class_score
+        scores = dist.reduce_sum(torch.stack([score(uni[m], y) for m in mods]))
         self._beta = None
         if self.k > self.options.threshold:
             scales = [self.options.scale(i) for i in range(len(mods))]

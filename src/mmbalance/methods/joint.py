@@ -13,3 +13,4 @@ class Joint(Method):
 
     name = "joint"
     description = "joint training with cross-entropy (the baseline)"
+    supports_regression = True  # the task loss (MSE by default) of the fused prediction

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbalance import distributed as dist
@@ -52,6 +51,11 @@ class MLA(Method):
     Options = MLAOptions
     min_modalities = 2
     unused_model_parts = ("fusion", "head")  # the shared head replaces them
+    # Regression: the alternating steps and the projection are the same with the task loss
+    # (MSE by default) through the shared head; the entropy weights of the test-time fusion
+    # need a distribution over classes, which a regression has not: its predictions are fused
+    # with equal weights (or fixed_weights), i.e. MLA's fusion without its gating
+    supports_regression = True
 
     def __init__(self, options: MLAOptions | None = None) -> None:
         super().__init__(options)
@@ -94,7 +98,7 @@ class MLA(Method):
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
-        return {f"ce_{state.pass_name}": F.cross_entropy(output.logits, batch["label"])}
+        return {f"ce_{state.pass_name}": self.task_loss(output.logits, batch["label"])}
 
     @torch.no_grad()
     def on_after_backward(self, model: MultimodalModel, state: TrainState) -> None:
@@ -115,7 +119,11 @@ class MLA(Method):
         assert self.head is not None
         features = {m: enc(inputs[m]) for m, enc in model.encoders.items()}
         logits = [self.head(f) for f in features.values()]
-        if self.options.test_fusion == "entropy":
+        if self.options.test_fusion == "entropy" and self.task.regression:
+            weights = torch.full(
+                (len(logits), logits[0].shape[0]), 1.0 / len(logits), device=logits[0].device
+            )
+        elif self.options.test_fusion == "entropy":
             weights = MF.entropy_weights(logits)  # [M, B]
         else:
             weights = torch.tensor(self.options.fixed_weights, device=logits[0].device)[:, None]

@@ -66,6 +66,9 @@ class MMPareto(Method):
     Options = MMParetoOptions
     min_modalities = 2
     modifies_grads = True
+    # the Pareto integration reads gradients only: for a regression the multimodal and the
+    # unimodal losses are the task's (MSE by default), the unimodal heads regress
+    supports_regression = True
 
     def __init__(self, options: MMParetoOptions | None = None) -> None:
         super().__init__(options)
@@ -82,7 +85,7 @@ class MMPareto(Method):
         assert self.heads is not None
         y = batch["label"]
         model = state.model
-        terms = {"ce": F.cross_entropy(output.logits, y)}
+        terms = {"ce": self.task_loss(output.logits, y)}
         uni = self.heads(output.features)
         mods = model.modalities
         params = {m: model.modality_parameters(m) for m in mods}
@@ -95,7 +98,7 @@ class MMPareto(Method):
         self._grads = {}
         start = 0
         for m in mods:
-            terms[f"ce_{m}"] = F.cross_entropy(uni[m], y)
+            terms[f"ce_{m}"] = self.task_loss(uni[m], y)
             g_m = torch.autograd.grad(terms[f"ce_{m}"], params[m], retain_graph=True)
             n = len(params[m])
             self._grads[m] = (g_all[start : start + n], list(g_m))

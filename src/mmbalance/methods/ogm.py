@@ -50,6 +50,9 @@ class OGM(Method):
     Options = OGMOptions
     min_modalities = 2
     modifies_grads = True
+    # Regression: the true-class probability of each modality's logits becomes the Gaussian
+    # score of its prediction (functional.regression_score); the ratio and k as published
+    supports_regression = True
 
     def __init__(self, options: OGMOptions | None = None) -> None:
         super().__init__(options)
@@ -85,9 +88,8 @@ class OGM(Method):
     ) -> dict[str, Tensor]:
         terms = super().loss(output, batch, state)  # only the fused CE is back-propagated
         logits = self._logits(output)
-        scores = torch.stack(
-            [MF.true_class_score(logits[m], batch["label"]) for m in state.model.modalities]
-        )
+        score = MF.regression_score if self.task.regression else MF.true_class_score
+        scores = torch.stack([score(logits[m], batch["label"]) for m in state.model.modalities])
         # DDP: batch sums over the global batch, so every rank scales gradients alike
         self.set_coefficients(dist.reduce_sum(scores))
         return terms

@@ -58,6 +58,10 @@ class OPM(Method):
     """Drop the dominant modality's features on the fly."""
 
     name = "opm"
+    no_regression = (
+        "OPM's per-sample dropping uses the fused cross-entropy per sample and classifier scores "
+        "of each modality; a regression form was not written (MMPareto, InfoReg and OGM have one)"
+    )
     description = "OPM (TPAMI24): drop the dominant modality's features before fusion"
     Options: ClassVar[type] = OPMOptions
     min_modalities = 2

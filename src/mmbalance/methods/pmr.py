@@ -45,24 +45,34 @@ class PMROptions:
     modulation_end: int = 70
     entropy_weight: float = 0.0  # the paper's regulariser (not in the released code)
     entropy_epochs: int = 10  # ... applied in these first epochs
+    # regression: the target's quantile bins are the classes of the prototypes
+    regression_bins: int = 10
 
     def validate(self, where: str) -> None:
         check_positive(self.alpha, f"{where}.alpha", allow_zero=True)
         check_positive(self.entropy_weight, f"{where}.entropy_weight", allow_zero=True)
         check_positive(self.entropy_epochs, f"{where}.entropy_epochs", allow_zero=True)
+        if self.regression_bins < 2:
+            raise ConfigError(f"{where}.regression_bins: got {self.regression_bins}; expected >= 2")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"{where}.momentum: got {self.momentum!r}; expected 0 <= mu < 1")
 
 
 @torch.no_grad()
 def class_means(
-    model: MultimodalModel, loader: Any, num_classes: int, device: torch.device
+    model: MultimodalModel,
+    loader: Any,
+    num_classes: int,
+    device: torch.device,
+    edges: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Mean pooled feature of every class, per modality (eval mode: no BN statistic updates)."""
+    """Mean pooled feature of every class, per modality (eval mode: no BN statistic updates);
+    of every target bin for a regression (``edges``: the bins' inner edges)."""
     f = collect_features(model, loader, device, to_cpu=False)
-    counts = torch.bincount(f.labels, minlength=num_classes).float()
+    labels = f.labels if edges is None else MF.target_bins(f.labels, edges)
+    counts = torch.bincount(labels, minlength=num_classes).float()
     sums = {
-        m: torch.zeros(num_classes, x.shape[1], device=device).index_add_(0, f.labels, x)
+        m: torch.zeros(num_classes, x.shape[1], device=device).index_add_(0, labels, x)
         for m, x in f.pooled.items()
     }
     return {m: s / counts.clamp_min(1).unsqueeze(1) for m, s in sums.items()}
@@ -75,15 +85,27 @@ class PMR(Method):
     description = "PMR (CVPR23): prototype CE on the weakest modality, EMA class prototypes"
     Options = PMROptions
     min_modalities = 2
+    # Regression: the prototypes are the mean features of the target's quantile bins
+    # (regression_bins pseudo-classes, edges from the training targets); the prototype CE
+    # and the scores are over those bins, the fused loss is the task's
+    supports_regression = True
 
     def __init__(self, options: PMROptions | None = None) -> None:
         super().__init__(options)
         self.prototypes: dict[str, Tensor] = {}
+        self.edges: Tensor | None = None  # a regression's bin edges (from the training targets)
         self.means = EpochMeans()
+
+    def _classes(self, model: MultimodalModel) -> int:
+        if self.edges is not None:
+            return int(self.edges.numel()) + 1
+        return model.head.out_features
 
     def _refresh(self, state: TrainState, ema: bool) -> None:
         model = state.model
-        new = class_means(model, state.loaders["train"], model.head.out_features, state.device)
+        new = class_means(
+            model, state.loaders["train"], self._classes(model), state.device, self.edges
+        )
         mu = self.options.momentum
         self.prototypes = {
             m: (1 - mu) * c + mu * self.prototypes[m] if ema and m in self.prototypes else c
@@ -91,6 +113,9 @@ class PMR(Method):
         }
 
     def on_fit_start(self, state: TrainState) -> None:
+        if self.task.regression and self.edges is None:
+            targets = state.loaders["train"].dataset.labels  # type: ignore[attr-defined]
+            self.edges = MF.quantile_edges(targets, self.options.regression_bins)
         if not self.prototypes:  # before epoch 0 (a resumed run restores them)
             self._refresh(state, ema=False)
 
@@ -98,7 +123,7 @@ class PMR(Method):
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
         terms = super().loss(output, batch, state)
-        y = batch["label"]
+        y = batch["label"] if self.edges is None else MF.target_bins(batch["label"], self.edges)
         mods = state.model.modalities
         for m in mods:  # prototypes restored from a checkpoint arrive on the CPU
             self.prototypes[m] = self.prototypes[m].to(output.features[m].device)
@@ -133,7 +158,8 @@ class PMR(Method):
 
     # -- exact resume (nn.Module.state_dict / load_state_dict call these) --------------------
     def get_extra_state(self) -> dict[str, Any]:
-        return {"prototypes": dict(self.prototypes)}
+        return {"prototypes": dict(self.prototypes), "edges": self.edges}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.prototypes = dict(state["prototypes"])
+        self.edges = state.get("edges")

@@ -29,6 +29,7 @@ class Unimodal(Method):
     name = "unimodal"
     description = "train one modality alone (method.options.modality)"
     Options = UnimodalOptions
+    supports_regression = True  # the task loss of the one modality's prediction
 
     def select_modalities(self, available: list[str]) -> list[str]:
         if self.options.modality not in available:

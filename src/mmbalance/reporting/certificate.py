@@ -12,6 +12,9 @@ From joint-training runs and unimodal-only runs of the same seeds (``mmbalance i
 and the late-fusion ensemble of the unimodal models (mean of their class probabilities) against
 joint training. The benchmark passes when its most starved modality's probe is at least
 ``threshold`` points below its unimodal accuracy with the interval's upper end below 0.
+
+For a regression the same, in R^2 (the probes are ridge regressions; the ensemble averages
+the unimodal models' predictions): the certificate's gap is in R^2, ``threshold`` 0.08 of it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 from mmbalance.reporting.evaluation import test_probabilities
 from mmbalance.reporting.stats import format_interval, mean_std, paired_interval
+from mmbalance.tasks import r2
 
 THRESHOLD = 0.08  # the starved modality must score >= 8 pts lower inside joint training
 
@@ -52,11 +57,20 @@ def imbalance_certificate(
     seeds = sorted(set(joint_runs).intersection(*(set(v) for v in alone_runs.values())))
     if not seeds:
         return None
-    out: dict[str, Any] = {"seeds": seeds, "threshold": threshold, "modalities": {}}
+    regression = any("test_r2" in r["test"] for r in joint_runs.values())
+    key = "test_r2" if regression else "test_acc"
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "threshold": threshold,
+        "modalities": {},
+        "metric": "r2" if regression else "acc",
+    }
     for m in modalities:
-        alone = [alone_runs[m][s]["test"]["test_acc"] for s in seeds]
-        alone_probe = [alone_runs[m][s]["evaluation"]["probe"][m]["test_acc"] for s in seeds]
-        joint_probe = [joint_runs[s]["evaluation"]["probe"][m]["test_acc"] for s in seeds]
+        alone = [alone_runs[m][s]["test"][key] for s in seeds]
+        alone_probe = [alone_runs[m][s]["evaluation"]["probe"][m][key] for s in seeds]
+        joint_probe = [joint_runs[s]["evaluation"]["probe"][m][key] for s in seeds]
+        if any(v is None for v in (*alone, *alone_probe, *joint_probe)):
+            return None  # an undefined R^2 (constant targets): no certificate
         out["modalities"][m] = {
             "alone": mean_std(alone),
             "alone_probe": mean_std(alone_probe),
@@ -69,8 +83,12 @@ def imbalance_certificate(
         probs = [test_probabilities(alone_runs[m][s]["run_dir"]) for m in modalities]
         labels = probs[0][1]
         mean_probs = np.mean([p for p, _ in probs], axis=0)
-        ensemble.append(float((mean_probs.argmax(1) == labels).mean()))
-        fused.append(joint_runs[s]["test"]["test_acc"])
+        if regression:  # the mean of the unimodal predictions
+            score = r2(torch.from_numpy(mean_probs), torch.from_numpy(labels))
+            ensemble.append(float("nan") if score is None else score)
+        else:
+            ensemble.append(float((mean_probs.argmax(1) == labels).mean()))
+        fused.append(joint_runs[s]["test"][key])
     out["ensemble"] = mean_std(ensemble)
     out["joint"] = mean_std(fused)
     out["ensemble_minus_joint"] = paired_interval(ensemble, fused)
@@ -89,8 +107,9 @@ def _pct(cell: tuple[float, float]) -> str:
 def certificate_markdown(cert: dict[str, Any], name: str) -> str:
     """The certificate as a Markdown section."""
     seeds = ", ".join(map(str, cert["seeds"]))
+    measure = "test R² x 100" if cert.get("metric") == "r2" else "test accuracy %"
     lines = [
-        f"Imbalance certificate of `{name}` (seeds {seeds}; test accuracy %, mean ± sample "
+        f"Imbalance certificate of `{name}` (seeds {seeds}; {measure}, mean ± sample "
         "std; gaps are paired by seed, mean [95% CI], points).",
         "",
         "| modality | trained alone | alone, probe | probe inside joint | gap (joint probe - "

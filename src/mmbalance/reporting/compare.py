@@ -307,6 +307,7 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
     result = json.loads(summary.read_text())
     config = load_config(experiment, list(run.overrides))
     meta = json.loads((run.run_dir / "meta.json").read_text())
+    curve_key = "val_r2" if "val_r2" in result["val"] else "val_acc"
     rows = [
         json.loads(line)
         for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()
@@ -328,7 +329,8 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
         "train_samples": meta["data"]["sizes"]["train"],
         # per epoch, for convergence (the epoch / time / FLOPs at which a level is reached)
         "curve": {
-            "val_acc": [r["val_acc"] for r in rows],
+            # val_acc, or a regression's val_r2 (None where undefined)
+            curve_key: [r.get(curve_key) for r in rows],
             "time_epoch": [r.get("time_epoch") for r in rows],
         },
         # which code trained it (experiment.code_fingerprint): tables say which rows the
@@ -340,14 +342,46 @@ def run_one(job: tuple[Run, str, int]) -> dict[str, Any]:
     return record
 
 
-def _probe(record: dict[str, Any], m: str) -> float | None:
+# (primary, secondary) metric of a task's tables: accuracy and macro-F1 for classes; R^2 and
+# MAE for a regression. Keys follow: row["test_r2"], row["probe_r2_<m>"], vs_joint["test_r2"].
+METRICS = {"classification": ("acc", "f1"), "regression": ("r2", "mae")}
+# column titles and the scale of their cells (R^2 in points: x 100, as accuracy is)
+TITLES = {
+    "acc": ("test acc (%)", 100.0),
+    "f1": ("test macro-F1 (%)", 100.0),
+    "r2": ("test R² (x100)", 100.0),
+    "mae": ("test MAE", 1.0),
+}
+
+
+def records_task(records: list[dict[str, Any]]) -> str:
+    """``regression`` when the records' runs regress (their test metrics hold R^2)."""
+    done = [r for r in records if "failed" not in r]
+    return "regression" if any("test_r2" in r["test"] for r in done) else "classification"
+
+
+def _value(record: dict[str, Any], key: str) -> float | None:
+    value = record["test"].get(key)
+    return None if value is None else float(value)
+
+
+def _probe(record: dict[str, Any], m: str, metric: str = "acc") -> float | None:
     probe = record.get("evaluation", {}).get("probe", {}).get(m)
-    return None if probe is None else float(probe["test_acc"])
+    value = None if probe is None else probe.get(f"test_{metric}")
+    return None if value is None else float(value)
+
+
+def _mean_std_defined(values: list[float | None]) -> tuple[float, float] | None:
+    kept = [v for v in values if v is not None]
+    return mean_std(kept) if kept else None
 
 
 def aggregate(records: list[dict[str, Any]], modalities: list[str]) -> list[dict[str, Any]]:
     """One row per (label, sweep value): mean and sample std over seeds, and where the grid
-    has ``joint`` runs the paired difference with them (``vs_joint``)."""
+    has ``joint`` runs the paired difference with them (``vs_joint``). The metrics are the
+    task's (``METRICS``): accuracy / macro-F1, or R^2 / MAE for a regression (an undefined R^2
+    of a seed is left out of its mean)."""
+    primary, secondary = METRICS[records_task(records)]
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for r in records:
         if "failed" in r:
@@ -356,30 +390,39 @@ def aggregate(records: list[dict[str, Any]], modalities: list[str]) -> list[dict
     joint = {r["seed"]: r for r in groups.get(("joint", "null"), [])}
     rows = []
     for (label, value), rs in groups.items():
-        row: dict[str, Any] = {"method": label, "sweep_value": json.loads(value), "seeds": len(rs)}
-        for key in ("acc", "f1"):
-            row[f"test_{key}"] = mean_std([r["test"][f"test_{key}"] for r in rs])
+        row: dict[str, Any] = {
+            "method": label,
+            "sweep_value": json.loads(value),
+            "seeds": len(rs),
+            "metric": primary,
+            "metric2": secondary,
+        }
+        for key in (primary, secondary):
+            row[f"test_{key}"] = _mean_std_defined([_value(r, f"test_{key}") for r in rs])
         for m in modalities:
-            vals = [r["test"][f"test_acc_{m}"] for r in rs if f"test_acc_{m}" in r["test"]]
-            row[f"test_acc_{m}"] = mean_std(vals) if vals else None
-            probes = [p for p in (_probe(r, m) for r in rs) if p is not None]
-            row[f"probe_acc_{m}"] = mean_std(probes) if probes else None
+            row[f"test_{primary}_{m}"] = _mean_std_defined(
+                [_value(r, f"test_{primary}_{m}") for r in rs]
+            )
+            row[f"probe_{primary}_{m}"] = _mean_std_defined([_probe(r, m, primary) for r in rs])
         row["seconds"] = mean_std([r["seconds"] for r in rs])
         flops = [r["flops_per_sample"] for r in rs if r["flops_per_sample"] is not None]
         row["flops_per_sample"] = flops[0] if flops else None
         paired = [(r, joint[r["seed"]]) for r in rs if r["seed"] in joint]
         if paired and label != "joint" and not label.startswith("unimodal "):
-            diffs: dict[str, Any] = {
-                "test_acc": paired_interval(
-                    [a["test"]["test_acc"] for a, _ in paired],
-                    [b["test"]["test_acc"] for _, b in paired],
+            diffs: dict[str, Any] = {}
+            pairs = [
+                (_value(a, f"test_{primary}"), _value(b, f"test_{primary}")) for a, b in paired
+            ]
+            if all(x is not None and y is not None for x, y in pairs):
+                diffs[f"test_{primary}"] = paired_interval(
+                    [x for x, _ in pairs],  # type: ignore[misc]
+                    [y for _, y in pairs],  # type: ignore[misc]
                 )
-            }
             for m in modalities:
-                pair_probes = [(_probe(a, m), _probe(b, m)) for a, b in paired]
+                pair_probes = [(_probe(a, m, primary), _probe(b, m, primary)) for a, b in paired]
                 both = [(x, y) for x, y in pair_probes if x is not None and y is not None]
                 if len(both) == len(pair_probes):
-                    diffs[f"probe_acc_{m}"] = paired_interval(
+                    diffs[f"probe_{primary}_{m}"] = paired_interval(
                         [x for x, _ in both], [y for _, y in both]
                     )
             row["vs_joint"] = diffs
@@ -391,7 +434,8 @@ def _fmt(cell: Any, scale: float = 100.0) -> str:
     if cell is None:
         return "n/a"
     mean, std = cell
-    return f"{scale * mean:.2f} ± {scale * std:.2f}"
+    digits = 2 if scale != 1.0 else 3
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def _flops(value: float | None) -> str:
@@ -402,22 +446,33 @@ def _flops(value: float | None) -> str:
 
 def _modality_cell(row: dict[str, Any], m: str) -> str:
     # the post-hoc probe where there is one; the online unimodal head otherwise
-    cell = row.get(f"probe_acc_{m}")
-    return _fmt(cell if cell is not None else row[f"test_acc_{m}"])
+    metric = row.get("metric", "acc")
+    cell = row.get(f"probe_{metric}_{m}")
+    return _fmt(cell if cell is not None else row.get(f"test_{metric}_{m}"))
+
+
+def _probe_title(metric: str) -> str:
+    return "probe acc (%)" if metric == "acc" else "probe R² (x100)"
 
 
 def markdown_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key: str | None) -> str:
+    primary = rows[0].get("metric", "acc") if rows else "acc"
+    secondary = rows[0].get("metric2", "f1") if rows else "f1"
     head = (
         ["method"]
         + ([sweep_key] if sweep_key else [])
-        + ["seeds", "test acc (%)", "test macro-F1 (%)"]
+        + ["seeds", TITLES[primary][0], TITLES[secondary][0]]
     )
-    head += [f"{m} probe acc (%)" for m in modalities] + ["train time (s)", "train FLOPs / sample"]
+    head += [f"{m} {_probe_title(primary)}" for m in modalities]
+    head += ["train time (s)", "train FLOPs / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         value = "-" if r["sweep_value"] is None else str(r["sweep_value"])
         cells = [r["method"]] + ([value] if sweep_key else []) + [str(r["seeds"])]
-        cells += [_fmt(r["test_acc"]), _fmt(r["test_f1"])]
+        cells += [
+            _fmt(r[f"test_{primary}"], TITLES[primary][1]),
+            _fmt(r[f"test_{secondary}"], TITLES[secondary][1]),
+        ]
         cells += [_modality_cell(r, m) for m in modalities]
         seconds = "{:.1f} ± {:.1f}".format(*r["seconds"])
         cells += [seconds, _flops(r["flops_per_sample"])]
@@ -426,20 +481,24 @@ def markdown_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key:
 
 
 def paired_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key: str | None) -> str:
-    """Each method minus joint training, paired by seed: mean [95% CI] in points."""
+    """Each method minus joint training, paired by seed: mean [95% CI] in points (of
+    accuracy, or of R^2 x 100)."""
     paired = [r for r in rows if "vs_joint" in r]
     if not paired:
         return ""
-    head = ["method"] + ([sweep_key] if sweep_key else []) + ["seeds", "test acc - joint"]
+    primary = paired[0].get("metric", "acc")
+    name = "test acc" if primary == "acc" else "test R² (x100)"
+    head = ["method"] + ([sweep_key] if sweep_key else []) + ["seeds", f"{name} - joint"]
     head += [f"{m} probe - joint" for m in modalities]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in paired:
         value = "-" if r["sweep_value"] is None else str(r["sweep_value"])
         d = r["vs_joint"]
-        cells = [r["method"]] + ([value] if sweep_key else []) + [str(d["test_acc"]["n"])]
-        cells.append(format_interval(d["test_acc"]))
+        main = d.get(f"test_{primary}")
+        cells = [r["method"]] + ([value] if sweep_key else []) + [str(main["n"] if main else 0)]
+        cells.append(format_interval(main) if main else "n/a (undefined)")
         cells += [
-            format_interval(d[f"probe_acc_{m}"]) if f"probe_acc_{m}" in d else "n/a"
+            format_interval(d[f"probe_{primary}_{m}"]) if f"probe_{primary}_{m}" in d else "n/a"
             for m in modalities
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -447,11 +506,13 @@ def paired_table(rows: list[dict[str, Any]], modalities: list[str], sweep_key: s
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> None:
+    primary = rows[0].get("metric", "acc") if rows else "acc"
+    secondary = rows[0].get("metric2", "f1") if rows else "f1"
     keys = [
-        "test_acc",
-        "test_f1",
-        *[f"test_acc_{m}" for m in modalities],
-        *[f"probe_acc_{m}" for m in modalities],
+        f"test_{primary}",
+        f"test_{secondary}",
+        *[f"test_{primary}_{m}" for m in modalities],
+        *[f"probe_{primary}_{m}" for m in modalities],
         "seconds",
     ]
     with path.open("w", newline="") as fh:
@@ -459,13 +520,18 @@ def write_csv(path: Path, rows: list[dict[str, Any]], modalities: list[str]) -> 
         writer.writerow(
             ["method", "sweep_value", "seeds"]
             + [f"{k}_{s}" for k in keys for s in ("mean", "std")]
-            + ["flops_per_sample", "vs_joint_test_acc", "vs_joint_low", "vs_joint_high"]
+            + [
+                "flops_per_sample",
+                f"vs_joint_test_{primary}",
+                "vs_joint_low",
+                "vs_joint_high",
+            ]
         )
         for r in rows:
             values = []
             for k in keys:
                 values += list(r[k]) if r.get(k) is not None else ["", ""]
-            vs = r.get("vs_joint", {}).get("test_acc")
+            vs = r.get("vs_joint", {}).get(f"test_{primary}")
             writer.writerow(
                 [
                     r["method"],

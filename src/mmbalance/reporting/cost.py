@@ -46,7 +46,7 @@ def step_flops_per_sample(config: ExperimentConfig) -> float:
         with counter:
             for i, batch in enumerate(batches):
                 trainer.train_step(batch, last, i % steps, steps)
-        return float(counter.get_total_flops()) / sum(b["label"].numel() for b in batches)
+        return float(counter.get_total_flops()) / sum(b["label"].shape[0] for b in batches)
 
 
 def flops_or_none(config: ExperimentConfig) -> float | None:

@@ -12,6 +12,10 @@ and scored two ways on the validation split:
 
 The imbalance at a depth is the coefficient of variation of the scores across modalities
 (``alpha_d``, Eq. 14): 0 when every modality is as good as the others at that depth.
+
+For a regression the prototypes are those of the target's quantile bins (AIM's pseudo-classes)
+and the probe is a ridge regression, scored by its validation R^2 (``probe_r2``; clipped at 0
+for ``alpha``, whose coefficient of variation needs non-negative scores).
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ def probe_accuracy(train: Tensor, y_train: Tensor, val: Tensor, y_val: Tensor, k
         return float((linear(xv).argmax(1) == y_val).float().mean())
 
 
+def probe_r2(train: Tensor, y_train: Tensor, val: Tensor, y_val: Tensor) -> float:
+    """Validation R^2 of a ridge probe fitted on the training features (clipped at 0)."""
+    from mmbalance.reporting.evaluation import ridge_probe
+
+    fit = ridge_probe(
+        {"train": train, "val": val, "test": val}, {"train": y_train, "val": y_val, "test": y_val}
+    )
+    return max(0.0, float(fit["val_r2"] or 0.0))
+
+
 def diagnose(run_dir: str | Path, checkpoint: str = "best", limit: int = 2000) -> dict[str, Any]:
     """Scores per modality and depth, and ``alpha_d``; written to ``<run>/diagnose.json``."""
     from mmbalance.data.loading import make_loader
@@ -93,24 +107,42 @@ def diagnose(run_dir: str | Path, checkpoint: str = "best", limit: int = 2000) -
     )
     assert train.blocks is not None and val.blocks is not None
     train_f, y_train, val_f, y_val = train.blocks, train.labels, val.blocks, val.labels
+    regression = data.task == "regression"
     k = data.num_classes
-    out: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": checkpoint, "modalities": {}}
+    c_train, c_val = y_train, y_val  # what the prototypes classify: classes, or target bins
+    if regression:
+        from mmbalance.methods.functional import quantile_edges, target_bins
+
+        edges = quantile_edges(y_train, 10)
+        c_train, c_val, k = target_bins(y_train, edges), target_bins(y_val, edges), len(edges) + 1
+    probe_key = "probe_r2" if regression else "probe_acc"
+    out: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "checkpoint": checkpoint,
+        "modalities": {},
+        "probe": probe_key,
+    }
     for m in train_f:
         rows = []
         for d, (xt, xv) in enumerate(zip(train_f[m], val_f[m], strict=True)):
-            s, proto_acc = prototype_scores(xt, y_train, xv, y_val, k)
+            s, proto_acc = prototype_scores(xt, c_train, xv, c_val, k)
+            probe = (
+                probe_r2(xt, y_train, xv, y_val)
+                if regression
+                else probe_accuracy(xt, y_train, xv, y_val, k)
+            )
             rows.append(
                 {
                     "depth": d + 1,
                     "prototype_score": s,
                     "prototype_acc": proto_acc,
-                    "probe_acc": probe_accuracy(xt, y_train, xv, y_val, k),
+                    probe_key: probe,
                 }
             )
         out["modalities"][m] = rows
     mods = list(out["modalities"])
     depth = min(len(v) for v in out["modalities"].values())
-    for key in ("prototype_score", "probe_acc"):
+    for key in ("prototype_score", probe_key):
         table = torch.tensor([[out["modalities"][m][d][key] for m in mods] for d in range(depth)])
         out[f"alpha_{key}"] = dam_alpha(table).tolist() if len(mods) > 1 else [0.0] * depth
     (run_dir / "diagnose.json").write_text(json.dumps(out, indent=1))
@@ -125,21 +157,22 @@ def plot_diagnosis(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    probe = result.get("probe", "probe_acc")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for i, (m, rows) in enumerate(result["modalities"].items()):
         depths = [r["depth"] for r in rows]
-        left.plot(depths, [r["probe_acc"] for r in rows], "o-", color=f"C{i}", label=f"{m} probe")
+        left.plot(depths, [r[probe] for r in rows], "o-", color=f"C{i}", label=f"{m} probe")
         left.plot(
             depths, [r["prototype_score"] for r in rows], "s--", color=f"C{i}", label=f"{m} proto s"
         )
     left.set(xlabel="depth (block)", ylabel="validation score", title="Per-modality, per-depth")
-    depths = list(range(1, len(result["alpha_probe_acc"]) + 1))
+    depths = list(range(1, len(result[f"alpha_{probe}"]) + 1))
     left.set_xticks(depths)
     right.set_xticks(depths)
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
     width = 0.4
-    right.bar([d - width / 2 for d in depths], result["alpha_probe_acc"], width, label="probe")
+    right.bar([d - width / 2 for d in depths], result[f"alpha_{probe}"], width, label="probe")
     right.bar(
         [d + width / 2 for d in depths], result["alpha_prototype_score"], width, label="proto s"
     )
@@ -155,30 +188,34 @@ def plot_diagnosis(result: dict[str, Any], path: Path) -> None:
 def format_report(result: dict[str, Any]) -> str:
     """A plain-text table of :func:`diagnose`'s result."""
     mods = list(result["modalities"])
+    probe = result.get("probe", "probe_acc")
+    name = "probe R^2" if probe == "probe_r2" else "probe acc"
     lines = [
         f"imbalance of {result['run_dir']} ({result['checkpoint']} checkpoint), validation split",
         "depth | "
-        + " | ".join(f"{m}: proto s / proto acc / probe acc" for m in mods)
+        + " | ".join(f"{m}: proto s / proto acc / {name}" for m in mods)
         + " | alpha (proto s) | alpha (probe)",
     ]
-    depth = len(result["alpha_probe_acc"])
+    depth = len(result[f"alpha_{probe}"])
     for d in range(depth):
         cells = [
-            "{prototype_score:.3f} / {prototype_acc:.3f} / {probe_acc:.3f}".format(
-                **result["modalities"][m][d]
+            "{:.3f} / {:.3f} / {:.3f}".format(
+                result["modalities"][m][d]["prototype_score"],
+                result["modalities"][m][d]["prototype_acc"],
+                result["modalities"][m][d][probe],
             )
             for m in mods
         ]
         lines.append(
             f"{d + 1} | "
             + " | ".join(cells)
-            + f" | {result['alpha_prototype_score'][d]:.3f} | {result['alpha_probe_acc'][d]:.3f}"
+            + f" | {result['alpha_prototype_score'][d]:.3f} | {result[f'alpha_{probe}'][d]:.3f}"
         )
-    worst = max(range(depth), key=lambda d: result["alpha_probe_acc"][d])
-    last = {m: result["modalities"][m][-1]["probe_acc"] for m in mods}
+    worst = max(range(depth), key=lambda d: result[f"alpha_{probe}"][d])
+    last = {m: result["modalities"][m][-1][probe] for m in mods}
     weak = min(last, key=last.__getitem__)
     lines.append(
-        f"weakest modality at the last depth: {weak} (probe acc {last[weak]:.3f}); "
+        f"weakest modality at the last depth: {weak} ({name} {last[weak]:.3f}); "
         f"largest imbalance at depth {worst + 1}"
     )
     return "\n".join(lines)

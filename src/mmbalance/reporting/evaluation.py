@@ -15,6 +15,10 @@ Two things the per-epoch metrics cannot give:
 - **the test-split class probabilities** of the method's prediction, so late-fusion ensembles
   of separately trained models can be scored (the imbalance certificate).
 
+For a regression (``data.task: regression``) the probe is a ridge regression (closed form on
+the standardised features, its L2 weight picked on validation by R^2) and reports R^2, MAE,
+RMSE and Pearson r (``test_r2``, ...); the cached test output is the prediction itself.
+
 Results are cached in ``<run>/evaluation.json`` and ``<run>/evaluation_test_probs.npy``.
 """
 
@@ -36,6 +40,8 @@ EVALUATION = "evaluation.json"
 TEST_PROBS = "evaluation_test_probs.npy"
 # L2 weights tried for the probe (sum over weights, added to the mean cross-entropy).
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2)
+# ridge weights tried for a regression probe (times the number of training samples)
+RIDGE_WEIGHTS = (1e-4, 1e-2, 1.0)
 
 
 def fit_probe(
@@ -94,6 +100,42 @@ def probe_accuracy(
     return best
 
 
+def ridge_probe(features: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Any]:
+    """Validation-selected ridge regression on standardised features: ``{"val_r2",
+    "test_r2", "test_mae", "test_rmse", "test_corr", "weight"}`` (R^2 and r None where
+    undefined; the weight picked by validation MSE, which ranks as R^2 does)."""
+    from mmbalance.tasks import regression_metrics
+
+    mean, scale, _ = zscore_stats(features["train"])
+    z = {s: ((f - mean) / scale).double() for s, f in features.items()}
+    y = {s: t.double().reshape(t.shape[0], -1) for s, t in targets.items()}
+    x = torch.cat([z["train"], torch.ones(len(z["train"]), 1, dtype=torch.float64)], 1)
+    y_mean = y["train"].mean(0)
+    gram = x.T @ x
+    best: dict[str, Any] | None = None
+    for weight in RIDGE_WEIGHTS:
+        reg = weight * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+        reg[-1, -1] = 0.0  # the intercept is not shrunk
+        coef = torch.linalg.solve(gram + reg, x.T @ (y["train"] - y_mean))
+
+        def predict(s: str, coef: Tensor = coef) -> Tensor:
+            ones = torch.ones(len(z[s]), 1, dtype=torch.float64)
+            return torch.cat([z[s], ones], 1) @ coef + y_mean
+
+        val_mse = float((predict("val") - y["val"]).pow(2).mean())
+        if best is None or val_mse < best["val_mse"]:
+            test = regression_metrics(predict("test"), y["test"])
+            val = regression_metrics(predict("val"), y["val"])
+            best = {
+                "val_mse": val_mse,
+                "val_r2": val["r2"],
+                **{f"test_{k}": v for k, v in test.items()},
+                "weight": weight,
+            }
+    assert best is not None
+    return best
+
+
 @torch.no_grad()
 def _collect(trainer: Any, split: str) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Pooled features per modality, labels and class probabilities of one split."""
@@ -109,7 +151,10 @@ def _collect(trainer: Any, split: str) -> tuple[dict[str, Tensor], Tensor, Tenso
         for m, f in out.features.items():
             feats.setdefault(m, []).append(f.float().flatten(1).cpu())
         labels.append(batch["label"].cpu())
-        probs.append(out.logits.float().softmax(1).cpu())
+        if trainer.task.regression:  # the prediction itself
+            probs.append(trainer.task.point(out.logits).float().cpu())
+        else:
+            probs.append(out.logits.float().softmax(1).cpu())
     return {m: torch.cat(v) for m, v in feats.items()}, torch.cat(labels), torch.cat(probs)
 
 
@@ -133,19 +178,27 @@ def evaluate_run(run_dir: str | Path, refresh: bool = False) -> dict[str, Any]:
         splits = {s: _collect(trainer, s) for s in ("train", "val", "test")}
     labels = {s: v[1] for s, v in splits.items()}
     modalities = list(splits["train"][0])
-    probes = {
-        m: probe_accuracy({s: v[0][m] for s, v in splits.items()}, labels, data.num_classes)
-        for m in modalities
-    }
+    regression = data.task == "regression"
+
+    def probe(features: dict[str, Tensor]) -> dict[str, Any]:
+        if regression:
+            return ridge_probe(features, labels)
+        return probe_accuracy(features, labels, data.num_classes)
+
+    probes = {m: probe({s: v[0][m] for s, v in splits.items()}) for m in modalities}
     test_probs = splits["test"][2]
-    result: dict[str, Any] = {
-        "checkpoint": "best",
-        "test_acc": float((test_probs.argmax(1) == labels["test"]).float().mean()),
-        "probe": probes,
-    }
+    result: dict[str, Any] = {"checkpoint": "best", "task": data.task, "probe": probes}
+    if regression:
+        from mmbalance.tasks import regression_metrics
+
+        result.update(
+            {f"test_{k}": v for k, v in regression_metrics(test_probs, labels["test"]).items()}
+        )
+    else:
+        result["test_acc"] = float((test_probs.argmax(1) == labels["test"]).float().mean())
     if len(modalities) > 1:
         concat = {s: torch.cat([v[0][m] for m in modalities], 1) for s, v in splits.items()}
-        result["fused_probe"] = probe_accuracy(concat, labels, data.num_classes)
+        result["fused_probe"] = probe(concat)
     np.save(run_dir / TEST_PROBS, test_probs.numpy(), allow_pickle=False)
     np.save(run_dir / "evaluation_test_labels.npy", labels["test"].numpy(), allow_pickle=False)
     cached.write_text(json.dumps(result, indent=1))
@@ -164,7 +217,8 @@ def fused_probe_accuracy(run_dir: str | Path) -> dict[str, float]:
 
 
 def test_probabilities(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """The cached test-split probabilities ``[N, K]`` and labels ``[N]`` of a run."""
+    """The cached test-split probabilities ``[N, K]`` and labels ``[N]`` of a run (for a
+    regression: its predictions and targets)."""
     run_dir = Path(run_dir)
     evaluate_run(run_dir)
     probs = np.load(run_dir / TEST_PROBS, allow_pickle=False)

@@ -36,27 +36,39 @@ def _rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def primary_metric(rows: list[dict[str, Any]]) -> str:
+    """``r2`` for a regression's rows (their val_r2), ``acc`` for classification."""
+    return "r2" if "val_r2" in rows[-1] else "acc"
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """One column of the rows, an undefined value (None) as NaN: a gap in the line."""
+    return [float("nan") if r.get(key) is None else float(r[key]) for r in rows]
+
+
 def _modalities(rows: list[dict[str, Any]], split: str = "val") -> list[str]:
-    prefix = f"{split}_acc_"
+    prefix = f"{split}_{primary_metric(rows)}_"
     return [k[len(prefix) :] for k in rows[-1] if k.startswith(prefix)]
 
 
 def plot_modality_accuracy(
     run_dir: Path, out: Path, references: dict[str, Path] | None = None, split: str = "val"
 ) -> Series:
-    """Fig. 1: accuracy of each modality (its unimodal head) and of the fused model per epoch."""
+    """Fig. 1: accuracy of each modality (its unimodal head) and of the fused model per epoch
+    (R^2 for a regression)."""
     rows = _rows(run_dir)
+    metric = primary_metric(rows)
     epochs = [r["epoch"] + 1 for r in rows]
-    series: Series = {"fused": [r[f"{split}_acc"] for r in rows]}
+    series: Series = {"fused": _series(rows, f"{split}_{metric}")}
     for m in _modalities(rows, split):
-        series[m] = [r[f"{split}_acc_{m}"] for r in rows]
+        series[m] = _series(rows, f"{split}_{metric}_{m}")
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (name, values) in enumerate(list(series.items())):
         ax.plot(epochs, values, label=name, color=f"C{i}", lw=2 if name == "fused" else 1.5)
         ref = (references or {}).get(name)
         if ref is not None:
             ref_rows = _rows(ref)
-            ref_values = [r[f"{split}_acc"] for r in ref_rows]
+            ref_values = _series(ref_rows, f"{split}_{metric}")
             series[f"{name} (unimodal run)"] = ref_values
             ax.plot(
                 [r["epoch"] + 1 for r in ref_rows],
@@ -65,7 +77,8 @@ def plot_modality_accuracy(
                 color=f"C{i}",
                 label=f"{name} alone",
             )
-    ax.set(xlabel="epoch", ylabel=f"{split} accuracy", title="Per-modality accuracy (Fig. 1)")
+    name = "R²" if metric == "r2" else "accuracy"
+    ax.set(xlabel="epoch", ylabel=f"{split} {name}", title=f"Per-modality {name} (Fig. 1)")
     ax.grid(alpha=0.3)
     ax.legend()
     _save(fig, out)

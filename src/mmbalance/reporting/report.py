@@ -30,6 +30,7 @@ from mmbalance.reporting.plots import (
     plot_depth_imbalance,
     plot_modality_accuracy,
     plot_orthogonality,
+    primary_metric,
 )
 from mmbalance.training.logger import read_rows
 
@@ -138,20 +139,22 @@ def _sweep_figure(results: dict[str, Any], out: Path) -> bool:
     if not rows:
         return False
     fig, ax = plt.subplots(figsize=(6, 4))
+    metric = rows[0].get("metric", "acc")
     for label in dict.fromkeys(r["method"] for r in rows):
         mine = sorted((r for r in rows if r["method"] == label), key=lambda r: r["sweep_value"])
+        mine = [r for r in mine if r[f"test_{metric}"] is not None]
         xs = [r["sweep_value"] for r in mine]
         ax.errorbar(
             xs,
-            [100 * r["test_acc"][0] for r in mine],
-            yerr=[100 * r["test_acc"][1] for r in mine],
+            [100 * r[f"test_{metric}"][0] for r in mine],
+            yerr=[100 * r[f"test_{metric}"][1] for r in mine],
             marker="o",
             capsize=3,
             label=label,
         )
     ax.set(
         xlabel=results["sweep_key"],
-        ylabel="test accuracy (%)",
+        ylabel="test accuracy (%)" if metric == "acc" else "test R² (x100)",
         title="Accuracy vs swept hyper-parameter (Fig. 7)",
     )
     ax.grid(alpha=0.3)
@@ -176,12 +179,18 @@ def _flops_figure(results: dict[str, Any], out: Path) -> bool:
     for label, runs in groups.items():
         curves = [read_rows(Path(r["run_dir"]) / "metrics.jsonl") for r in runs]
         n = min(len(c) for c in curves)
-        acc = [100 * statistics.mean(c[e]["val_acc"] for c in curves) for e in range(n)]
+        key = f"val_{primary_metric(curves[0])}"
+        acc = [
+            100 * statistics.mean(c[e][key] for c in curves)
+            if all(c[e].get(key) is not None for c in curves)
+            else float("nan")
+            for e in range(n)
+        ]
         per_epoch = runs[0]["flops_per_sample"] * runs[0]["train_samples"] if use_flops else 1
         ax.plot([per_epoch * (e + 1) for e in range(n)], acc, label=label)
     ax.set(
         xlabel="training FLOPs (steady-state cost per step x steps)" if use_flops else "epoch",
-        ylabel="validation accuracy (%)",
+        ylabel=f"validation {'R² (x100)' if key == 'val_r2' else 'accuracy (%)'}",
         title="Accuracy vs training cost (Fig. 8)",
     )
     if use_flops:

@@ -34,6 +34,7 @@ from mmbalance.data.loading import (
 from mmbalance.errors import CheckpointError, ConfigError, NonFiniteLossError
 from mmbalance.methods.base import Method, TrainState
 from mmbalance.models.multimodal import MultimodalModel
+from mmbalance.tasks import HIGHER_IS_BETTER, is_defined, task_from
 from mmbalance.training.checkpoint import (
     FORMAT_VERSION,
     load_checkpoint,
@@ -80,6 +81,9 @@ class Trainer:
         self.model = model.to(self.device)
         self.method = method
         self.data = data
+        # classes or numbers (data.task), with the loss and metrics that go with them
+        self.task = task_from(data.task, config.train.loss, data.score_range)
+        method.task = self.task
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -208,7 +212,7 @@ class Trainer:
         model.train()
         method.on_epoch_start(self._state(epoch, 0, steps))
         sums: dict[str, float] = {}
-        correct, seen = 0, 0
+        correct, seen = 0.0, 0  # correct predictions; a regression's summed absolute error
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{self.config.train.epochs}",
@@ -219,11 +223,15 @@ class Trainer:
         for i, raw in enumerate(bar):
             batch = to_device(raw, self.device)
             logits, terms, method_loss = self.train_step(batch, epoch, i, steps)
-            n = batch["label"].numel()
+            n = batch["label"].shape[0]
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
             sums["loss"] = sums.get("loss", 0.0) + float(method_loss.detach()) * n
-            correct += int((logits.argmax(1) == batch["label"]).sum())
+            if self.task.regression:
+                err = self.task.point(logits).float() - batch["label"].float()
+                correct += float(err.abs().reshape(n, -1).mean(1).sum())
+            else:
+                correct += int((logits.argmax(1) == batch["label"]).sum())
             seen += n
             bar.set_postfix(loss=f"{float(method_loss.detach()):.4f}", refresh=False)
         bar.close()
@@ -231,10 +239,10 @@ class Trainer:
             keys = sorted(sums)
             values = [correct, seen, *(sums[k] for k in keys)]
             packed = dist.reduce_sum(torch.tensor(values, dtype=torch.float64, device=self.device))
-            correct, seen = int(packed[0]), int(packed[1])
+            correct, seen = float(packed[0]), int(packed[1])
             sums = {k: float(v) for k, v in zip(keys, packed[2:], strict=True)}
         metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-        metrics["train_acc"] = correct / max(seen, 1)
+        metrics["train_mae" if self.task.regression else "train_acc"] = correct / max(seen, 1)
         return metrics
 
     def train_step(
@@ -263,7 +271,7 @@ class Trainer:
                 # Heads read detached features: this term trains the heads and nothing else,
                 # so it is logged apart from the method's loss.
                 heads = [
-                    torch.nn.functional.cross_entropy(lg, batch["label"])
+                    self.task.criterion(lg, batch["label"])
                     for lg in output.unimodal_logits.values()
                 ]
                 terms[UNIMODAL_HEADS_TERM] = functools.reduce(operator.add, heads)
@@ -304,10 +312,24 @@ class Trainer:
         )
 
     # -- selection and checkpoints ----------------------------------------------------------
-    def _score(self, metrics: dict[str, float]) -> float:
+    @property
+    def select_metric(self) -> str:
+        """``train.select_metric`` (``auto``: val_acc, or val_r2 for a regression)."""
         key = self.config.train.select_metric
+        if key == "auto":
+            return "val_r2" if self.task.regression else "val_acc"
+        return key
+
+    def _score(self, metrics: dict[str, Any]) -> float:
+        key = self.select_metric
         value = metrics[key]
-        return -value if key == "val_loss" else value
+        if not is_defined(value):
+            raise ConfigError(
+                f"train.select_metric: {key} is undefined at epoch {metrics['epoch'] + 1} (the "
+                "validation targets or the predictions are constant); select on val_mae or "
+                "val_loss"
+            )
+        return float(value) if HIGHER_IS_BETTER[key.removeprefix("val_")] else -float(value)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs (tensors and plain data only)."""
@@ -353,7 +375,7 @@ class Trainer:
         if state.get("method") is not None:
             self.method.load_state_dict(state["method"])
 
-    def evaluate_split(self, split: str) -> dict[str, float]:
+    def evaluate_split(self, split: str) -> dict[str, Any]:
         """Metrics on ``val`` or ``test`` with the method's own prediction (``Method.predict``)."""
         return evaluate(
             self.model,
@@ -362,6 +384,7 @@ class Trainer:
             self.device,
             split,
             predict=self.method.predict,
+            task=self.task,
         )
 
     # -- the run ----------------------------------------------------------------------------
@@ -407,7 +430,7 @@ class Trainer:
             self.logger.log(row)
             if self.main:
                 save_atomic(self.state_dict(), self.ckpt_dir / "last.pt")
-            log.info(_epoch_line(row, cfg.epochs, self.model.modalities))
+            log.info(_epoch_line(row, cfg.epochs, self.model.modalities, self.task.primary))
         self.logger.close()
         dist.barrier()  # rank 0's last checkpoint is on disk before anyone reads best.pt
         skipped = read_skip_log(self.run_dir)
@@ -440,12 +463,22 @@ def load_checkpoint_model(path: str | Path) -> dict[str, Any]:
     return state["model"]
 
 
-def _epoch_line(row: dict[str, Any], epochs: int, modalities: list[str]) -> str:
+def _epoch_line(
+    row: dict[str, Any], epochs: int, modalities: list[str], metric: str = "acc"
+) -> str:
+    """One epoch's log line: the task's primary metric (accuracy, or R^2), fused and per
+    modality."""
+
+    def fmt(value: Any, digits: int) -> str:
+        return "undefined" if not is_defined(value) else f"{value:.{digits}f}"
+
     per_mod = " ".join(
-        f"{m}={row[f'val_acc_{m}']:.3f}" for m in modalities if f"val_acc_{m}" in row
+        f"{m}={fmt(row[f'val_{metric}_{m}'], 3)}" for m in modalities if f"val_{metric}_{m}" in row
     )
-    test = f" test_acc={row['test_acc']:.4f}" if "test_acc" in row else ""
+    test = f" test_{metric}={fmt(row[f'test_{metric}'], 4)}" if f"test_{metric}" in row else ""
+    extra = f" val_mae={fmt(row['val_mae'], 4)}" if metric == "r2" else ""
     return (
         f"epoch {row['epoch'] + 1}/{epochs} loss={row['train_loss']:.4f} "
-        f"val_acc={row['val_acc']:.4f}{test} [{per_mod}] {row['time_epoch']:.1f}s"
+        f"val_{metric}={fmt(row[f'val_{metric}'], 4)}{extra}{test} [{per_mod}] "
+        f"{row['time_epoch']:.1f}s"
     )

@@ -8,6 +8,7 @@ reproduced and model selection never touches the test split.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,17 +17,40 @@ import torch
 from torch import Tensor
 
 from mmbalance.data.base import DataSplits, MultimodalTensorDataset, check_arrays, check_same_shapes
-from mmbalance.data.splits import stratified_split
+from mmbalance.data.splits import stratified_split, target_strata
 from mmbalance.data.standardize import zscore_stats
 from mmbalance.errors import DataError
 
 ArrayPair = tuple[Mapping[str, Any], Any]
+log = logging.getLogger("mmbalance")
 
 
 def _check(
-    pair: ArrayPair, k: int | None, sources: Mapping[str, str] | None, split: str
+    pair: ArrayPair,
+    k: int | None,
+    sources: Mapping[str, str] | None,
+    split: str,
+    task: str = "classification",
 ) -> tuple[dict[str, Tensor], Tensor, int]:
-    return check_arrays(pair[0], pair[1], k, sources, split)
+    return check_arrays(pair[0], pair[1], k, sources, split, task)
+
+
+def _strata(y: Tensor, task: str) -> np.ndarray:
+    """What a held-out split is stratified by: the class, or the target's quantile bin."""
+    return target_strata(y.numpy()) if task == "regression" else y.numpy()
+
+
+def _class_like_targets(y: Tensor) -> str | None:
+    """A notice when regression targets look like class ids (few distinct integers): counts
+    are regressions too, but a classification set given task: regression by mistake is not."""
+    values = torch.unique(y)
+    if bool((y == y.round()).all()) and values.numel() <= 10:
+        return (
+            f"the regression targets are {values.numel()} distinct integers "
+            f"({[int(v) for v in values.tolist()]}): class ids? (data.task: classification "
+            "trains a classifier)"
+        )
+    return None
 
 
 def _refuse_label_gaps(given: list[np.ndarray], k: int, source: str | None) -> None:
@@ -63,6 +87,7 @@ def assemble_splits(
     sources: Mapping[str, Mapping[str, str]] | None = None,
     class_names: list[str] | None = None,
     name: str = "arrays",
+    task: str = "classification",
 ) -> DataSplits:
     """Check ``(inputs, labels)`` pairs and build the three splits.
 
@@ -74,38 +99,47 @@ def assemble_splits(
             (a feature constant in training is only centred: see
             :func:`mmbalance.data.standardize.zscore_stats`).
         sources: per split, the file each modality/labels came from (for error messages).
+        task: ``regression``: float targets ``[N]`` / ``[N, T]`` (``num_classes`` is then T,
+            the head's outputs), held-out splits stratified by the target's quantile bins.
     """
     sources = sources or {}
-    if num_classes is None:
+    if task == "regression":
+        num_classes = None
+    elif num_classes is None:
         given = [np.asarray(p[1]) for p in (train, val, test) if p is not None]
         # empty or non-numeric labels are left to check_arrays, which names the problem
         if all(g.size and g.dtype.kind in "iuf" and np.isfinite(g).all() for g in given):
             num_classes = 1 + max(int(np.max(g)) for g in given)
             _refuse_label_gaps(given, num_classes, sources.get("train", {}).get("labels"))
-    x, y, k = _check(train, num_classes, sources.get("train"), "train")
+    x, y, k = _check(train, num_classes, sources.get("train"), "train", task)
     info: dict[str, Any] = {"dataset": name, "split_seed": split_seed}
+    if task == "regression":
+        notice = _class_like_targets(y)
+        if notice:
+            log.warning("%s: %s", name, notice)
+            info["notice"] = notice
     if test is None:
         if test_fraction <= 0:
             raise DataError(f"{name}: no test split given and data.test_fraction is 0")
-        keep, held = stratified_split(y.numpy(), test_fraction, split_seed)
+        keep, held = stratified_split(_strata(y, task), test_fraction, split_seed)
         x_test = {m: v[held] for m, v in x.items()}
         y_test = y[held]
         x, y = {m: v[keep] for m, v in x.items()}, y[keep]
         info["test"] = f"stratified {test_fraction:g} of the data (seed {split_seed})"
     else:
-        x_test, y_test, _ = _check(test, k, sources.get("test"), "test")
+        x_test, y_test, _ = _check(test, k, sources.get("test"), "test", task)
         info["test"] = "given"
     if val is None:
         if val_fraction <= 0:
             raise DataError(f"{name}: no validation split given and data.val_fraction is 0")
         # A different stream from the test split so changing one fraction leaves the other be.
-        keep, held = stratified_split(y.numpy(), val_fraction, split_seed + 1)
+        keep, held = stratified_split(_strata(y, task), val_fraction, split_seed + 1)
         x_val = {m: v[held] for m, v in x.items()}
         y_val = y[held]
         x, y = {m: v[keep] for m, v in x.items()}, y[keep]
         info["val"] = f"stratified {val_fraction:g} of train (seed {split_seed + 1})"
     else:
-        x_val, y_val, _ = _check(val, k, sources.get("val"), "val")
+        x_val, y_val, _ = _check(val, k, sources.get("val"), "val", task)
         info["val"] = "given"
     shapes = {m: tuple(v.shape[1:]) for m, v in x.items()}
     check_same_shapes(shapes, x_val, "val")
@@ -125,13 +159,20 @@ def assemble_splits(
             }
         info["constant_features"] = constant
     info.update(sizes={"train": len(y), "val": len(y_val), "test": len(y_test)})
-    info["class_counts_train"] = torch.bincount(y, minlength=k).tolist()
+    if task == "regression":
+        for part, targets in (("train", y), ("val", y_val), ("test", y_test)):
+            if targets.reshape(targets.shape[0], -1).shape[1] != k:
+                raise DataError(f"{name} {part} targets: {targets.shape}; train has {k} per sample")
+        info["targets_train"] = {"mean": float(y.mean()), "std": float(y.std())}
+    else:
+        info["class_counts_train"] = torch.bincount(y, minlength=k).tolist()
     return DataSplits(
         MultimodalTensorDataset(x, y),
         MultimodalTensorDataset(x_val, y_val),
         MultimodalTensorDataset(x_test, y_test),
         k,
         shapes,
-        class_names,
+        None if task == "regression" else class_names,
         info,
+        task,
     )

@@ -10,9 +10,11 @@
 and ``text``. The class is the field's binary sentiment, ``score < 0 -> 0`` else ``1``
 (``label: binary``; ``binary_nonzero`` drops the score-0 samples as the "non-zero Acc-2"
 protocol does; ``seven`` rounds the clipped score to 7 classes); the raw score is kept with
-every sample (batch key ``score``) for regression. The pickle is read with the restricted
-unpickler: it cannot run code. ``-inf`` audio values (COVAREP's log of 0) become 0, as in the
-field's loaders; NaN is an error naming the split and modality.
+every sample (batch key ``score``). ``label: score`` trains on the score itself, a regression
+(``data.task: regression``): the field's MAE, Pearson r, Acc-2, F1 and Acc-7 are then computed
+from the one regression model's predictions (``mmbalance.tasks``). The pickle is read with
+the restricted unpickler: it cannot run code. ``-inf`` audio values (COVAREP's log of 0)
+become 0, as in the field's loaders; NaN is an error naming the split and modality.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class MOSIOptions:
     """``data.options`` of ``mosi``."""
 
     path: str = ""  # the .pkl (or .npz) file
-    label: Literal["binary", "binary_nonzero", "seven"] = "binary"
+    # binary / binary_nonzero / seven: classes from the score; score: the score (regression)
+    label: Literal["binary", "binary_nonzero", "seven", "score"] = "binary"
     modality_keys: dict[str, str] = field(
         default_factory=lambda: {"audio": "audio", "visual": "vision", "text": "text"}
     )
@@ -83,6 +86,8 @@ def _split(data: dict[str, Any], split: str, path: Path) -> dict[str, Any]:
 
 def labels_from_scores(scores: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Classes from sentiment scores and the mask of samples kept."""
+    if mode == "score":
+        return scores.astype(np.float32), np.ones_like(scores, bool)
     if mode == "seven":
         return (np.round(np.clip(scores, -3, 3)) + 3).astype(np.int64), np.ones_like(scores, bool)
     keep = scores != 0 if mode == "binary_nonzero" else np.ones_like(scores, bool)
@@ -131,19 +136,30 @@ def build_mosi(opts: MOSIOptions, cfg: Any) -> DataSplits:
             f"data.modalities: {unknown} not in data.options.modality_keys "
             f"({list(opts.modality_keys)})"
         )
+    regression = opts.label == "score"
+    task = getattr(cfg, "task", "classification")
+    if regression != (task == "regression"):
+        raise ConfigError(
+            f"data.options.label: {opts.label!r} with data.task {task!r}: the score is a "
+            "regression target (label: score with data.task: regression); binary, "
+            "binary_nonzero and seven are classes (data.task: classification)"
+        )
     data = _read(path)
     parts = {s: _arrays(_split(data, s, path), opts, modalities, s, path) for s in SPLIT_KEYS}
-    names = CLASS_NAMES[opts.label]
+    names = CLASS_NAMES.get(opts.label)
     splits = assemble_splits(
         parts["train"][:2],
         val=parts["val"][:2],
         test=parts["test"][:2],
-        num_classes=len(names),
+        num_classes=None if names is None else len(names),
         standardize=opts.standardize,
         sources={s: {m: f"{path}[{s}]" for m in modalities} for s in SPLIT_KEYS},
         class_names=names,
         name="mosi",
+        task=task,
     )
+    if regression:
+        splits.score_range = (-3.0, 3.0)  # the sentiment scale: Acc-2, F1, Acc-7 derived
     # Given splits keep their order, so the scores line up with the samples.
     for s in SPLIT_KEYS:
         getattr(splits, s).extras["score"] = torch.from_numpy(parts[s][2]).float()

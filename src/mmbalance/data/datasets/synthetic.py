@@ -62,6 +62,7 @@ class SyntheticOptions:
     num_samples: int = 1200
     latent_dim: int = 8
     seed: int = 0
+    targets: int = 1  # regression (data.task: regression): T continuous targets per sample
 
     def validate(self, where: str) -> None:
         if not self.modalities:
@@ -70,6 +71,7 @@ class SyntheticOptions:
             raise ConfigError(f"{where}.num_classes: got {self.num_classes}; expected >= 2")
         check_positive(self.num_samples, f"{where}.num_samples")
         check_positive(self.latent_dim, f"{where}.latent_dim")
+        check_positive(self.targets, f"{where}.targets")
 
 
 def _smooth_map(rng: np.random.Generator, shape: list[int], latent: int) -> np.ndarray:
@@ -84,9 +86,14 @@ def _smooth_map(rng: np.random.Generator, shape: list[int], latent: int) -> np.n
     return flat.reshape(latent, *shape)
 
 
-def generate_synthetic(opts: SyntheticOptions) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Draw ``num_samples`` balanced-class samples for every modality (deterministic in seed)."""
+def generate_synthetic(
+    opts: SyntheticOptions, task: str = "classification"
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Draw ``num_samples`` balanced-class samples for every modality (deterministic in seed);
+    for a regression task, continuous targets (:func:`_regression`)."""
     rng = np.random.default_rng(opts.seed)
+    if task == "regression":
+        return _regression(opts, rng)
     n, k = opts.num_samples, opts.num_classes
     y = np.arange(n) % k
     y = y[rng.permutation(n)]
@@ -101,3 +108,24 @@ def generate_synthetic(opts: SyntheticOptions) -> tuple[dict[str, np.ndarray], n
         x += spec.noise * rng.standard_normal(x.shape)
         inputs[m] = x.astype(np.float32)
     return inputs, y.astype(np.int64)
+
+
+def _regression(
+    opts: SyntheticOptions, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Targets ``y ~ N(0, I_T)`` (``[N]`` when T = 1) that every modality carries in its own
+    amount: ``z = strength_m * y U_m + N(0, I_latent)`` with ``U_m`` unit directions, then the
+    modality's fixed map and element noise, as for classes. The Bayes R^2 of a modality rises
+    with its ``strength``."""
+    n, t = opts.num_samples, opts.targets
+    y = rng.standard_normal((n, t))
+    inputs = {}
+    for m, spec in opts.modalities.items():
+        directions = rng.standard_normal((t, opts.latent_dim))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        z = spec.strength * y @ directions + rng.standard_normal((n, opts.latent_dim))
+        proj = _smooth_map(rng, spec.shape, opts.latent_dim)
+        x = np.tensordot(z, proj, axes=(1, 0))
+        x += spec.noise * rng.standard_normal(x.shape)
+        inputs[m] = x.astype(np.float32)
+    return inputs, (y[:, 0] if t == 1 else y).astype(np.float32)

@@ -120,6 +120,13 @@ class AIMOptions:
     scores: Literal["prototype", "label"] = "prototype"  # "label": AIM-label (Table V)
     only_auxiliary: bool = False  # Fig. 5b: original blocks' weight in Eq. 11 set to 0
     label_head_lr: float = 1e-3  # Adam, AIM-label's per-depth heads
+    # Regression (data.task: regression; docs/regression.md): what a block's score and loss
+    # (Eqs. 9-10) are. "bins": the target's quantile bins are the prototypes' classes (Eqs.
+    # 9-10 unchanged over regression_bins pseudo-classes); "error": a linear regression head
+    # per (modality, depth) on the block's pooled output, trained on the side as AIM-label's,
+    # s = max(0, 1 - MSE / Var(y)) and L = MSE / Var(y) with the head held constant
+    regression_scores: Literal["bins", "error"] = "bins"
+    regression_bins: int = 10
 
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
@@ -155,6 +162,8 @@ class AIMOptions:
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ConfigError(f"{where}.{name}: got {value!r}; expected 0 < f <= 1")
+        if self.regression_bins < 2:
+            raise ConfigError(f"{where}.regression_bins: got {self.regression_bins}; expected >= 2")
         if self.only_auxiliary and not self.pam:
             raise ConfigError(
                 f"{where}.only_auxiliary: needs pam: true (without PAM there are no auxiliary "
@@ -163,7 +172,8 @@ class AIMOptions:
 
 
 class LabelHeads(nn.Module):
-    """AIM-label: ``Linear(C_d, K)`` per (modality, depth) on pooled block outputs."""
+    """AIM-label: ``Linear(C_d, K)`` per (modality, depth) on pooled block outputs (and the
+    regression heads of ``regression_scores: error``: ``Linear(C_d, T)``)."""
 
     def __init__(self, model: MultimodalModel, num_classes: int) -> None:
         super().__init__()
@@ -224,6 +234,9 @@ class AIM(Method):
     Options = AIMOptions
     min_modalities = 2
     needs_intermediates = True
+    # regression: the task loss, split_ce per modality's part of the prediction, and the
+    # blocks scored by target bins or by their own error (regression_scores, docs/regression.md)
+    supports_regression = True
 
     def __init__(self, options: AIMOptions | None = None) -> None:
         super().__init__(options)
@@ -231,6 +244,8 @@ class AIM(Method):
         self.centroids: CentroidPrototypes | None = None
         self.decoupler: Decoupler | None = None
         self.label_heads: LabelHeads | None = None
+        self.regression_heads: LabelHeads | None = None  # regression_scores: error
+        self.edges: Tensor | None = None  # a regression's target-bin edges (bins mode)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._protos: dict[str, list[Tensor]] | None = None
         self.means = EpochMeans()
@@ -263,6 +278,21 @@ class AIM(Method):
                 "is frozen (freeze: true): nothing would train but the head. Unfreeze some "
                 "blocks (freeze: N keeps blocks 1..N frozen), or use joint training"
             )
+        if self.task.regression and self.options.prototypes == "dap":
+            raise CapabilityError(
+                "method 'aim': prototypes: dap trains input-space prototypes the model must "
+                "classify as their class (Eq. 3), which a regression has not; use prototypes: "
+                "centroid (the target's quantile bins as classes) or regression_scores: error"
+            )
+        if (
+            self.task.regression
+            and self.options.regression_scores == "error"
+            and (self.options.scores == "label")
+        ):
+            raise CapabilityError(
+                "method 'aim': scores: label (AIM-label) and regression_scores: error both "
+                "replace the prototypes with per-depth heads; choose one"
+            )
         missing = [m for m in model.modalities if m not in model.input_shapes]
         if missing:
             raise CapabilityError(
@@ -273,8 +303,14 @@ class AIM(Method):
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
         o = self.options
         device = next(model.parameters()).device
-        num_classes = model.head.out_features
-        if o.scores == "prototype" and o.prototypes == "dap":
+        # a regression's prototypes (and AIM-label's heads) classify the target's bins
+        num_classes = o.regression_bins if self.task.regression else model.head.out_features
+        if self.task.regression and o.regression_scores == "error":
+            self.regression_heads = LabelHeads(model, model.head.out_features).to(device)
+            self.optimizers["label_heads"] = torch.optim.Adam(
+                self.regression_heads.parameters(), lr=o.label_head_lr
+            )
+        elif o.scores == "prototype" and o.prototypes == "dap":
             self.dap = DepthAdaptivePrototypes(model.input_shapes, num_classes).to(device)
             self.optimizers["dap"] = torch.optim.Adam(self.dap.parameters(), lr=o.dap_lr)
         elif o.scores == "prototype":
@@ -315,6 +351,10 @@ class AIM(Method):
             )
 
     def on_fit_start(self, state: TrainState) -> None:
+        if self.task.regression and self.regression_heads is None and self.edges is None:
+            # the pseudo-classes: quantile bins of the training targets (fixed for the run)
+            targets = state.loaders["train"].dataset.labels  # type: ignore[attr-defined]
+            self.edges = AF.quantile_edges(targets, self.options.regression_bins)
         # A resumed run drops orthogonality rows of epochs it will redo.
         path = orthogonality_path(state.run_dir)
         if path.is_file():
@@ -365,19 +405,37 @@ class AIM(Method):
             tau = AF.auto_temperature(protos, o.dap_auto_scale)
         return AF.prototype_logits(rep, protos, tau)
 
+    def _score_loss(
+        self, model: MultimodalModel, m: str, d: int, h: Tensor, frames: int, y: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Eqs. 9-10 of a block output: ``(s, L, logits)``, the logits None for a regression
+        scored by its own error (``regression_scores: error``: ``y`` is then the target)."""
+        if self.regression_heads is None:
+            logits = self._logits(model, m, d, h, frames, y)
+            s, loss = AF.score_and_loss(logits, y)
+            return s, loss, logits
+        head = self.regression_heads.head(m, d)
+        enc = model.encoders[m]
+        pred = F.linear(enc.pool(h, frames), head.weight.detach(), head.bias.detach())
+        s, loss = AF.regression_score_and_loss(pred, y)
+        return s, loss, None
+
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState
     ) -> dict[str, Tensor]:
         o = self.options
         model = state.model
-        y = batch["label"]
+        target = batch["label"]
+        # what the blocks are scored against: the classes, a regression's target bins, or
+        # (regression_scores: error) the target itself
+        y = target if self.edges is None else AF.target_bins(target, self.edges)
         modulate = state.epoch >= o.start_epoch
         # PAM's passes (auxiliary blocks, L_pdm) on one step in pam_every (the first step of
         # each cycle, counted over the whole run so a resumed run keeps the same cycle)
         self._pam_step = self.decoupler is not None and (
             state.step % o.pam_every == 0 or self._s_aux.numel() == 0
         )
-        terms: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits, y)}
+        terms: dict[str, Tensor] = {"ce": self.task_loss(output.logits, target)}
         assert output.intermediates is not None
         mods = model.modalities
         step = _Step(model.encoders[mods[0]].depth, len(mods), y.device)
@@ -388,15 +446,21 @@ class AIM(Method):
             for d, block in enumerate(enc.blocks):
                 h, inp = inter.outputs[d], inter.inputs[d]
                 with torch.set_grad_enabled(modulate):
-                    logits = self._logits(model, m, d, h, inter.frames, y)
-                    step.s[d, j], loss_md = AF.score_and_loss(logits, y)
+                    step.s[d, j], loss_md, logits = self._score_loss(
+                        model, m, d, h, inter.frames, y
+                    )
                 step.losses[d].append(loss_md)
-                step.diag("saturated", AF.saturation(logits, y))
+                if logits is not None:
+                    step.diag("saturated", AF.saturation(logits, y))
                 if self.centroids is not None:
                     updates.append((m, d, represent(enc, h.detach(), inter.frames, o.dap_distance)))
                 if self.label_heads is not None:
                     head = self.label_heads.head(m, d)
                     step.label.append(F.cross_entropy(head(enc.pool(h.detach(), inter.frames)), y))
+                if self.regression_heads is not None:  # trained on the side, on detached output
+                    head = self.regression_heads.head(m, d)
+                    pooled = enc.pool(h.detach(), inter.frames)
+                    step.label.append(self.task.criterion(head(pooled), target))
                 if not self._pam_step or not self._has_aux[d, j]:
                     continue
                 with torch.set_grad_enabled(modulate):
@@ -417,7 +481,7 @@ class AIM(Method):
             terms["mod"] = o.lambda_mod * mod
             split = self.split_weight(model)
             if split > 0:
-                terms["split_ce"] = split * self._split_ce(output, y)
+                terms["split_ce"] = split * self._split_ce(output, target)
         self._record(mods, step, weights)
         return terms
 
@@ -441,7 +505,8 @@ class AIM(Method):
         aux_in = inp if self.options.aux_input_grad else inp.detach()
         aux_in = aux_in[: n * inter.frames]  # frames are folded into rows
         aux_out = call_with_weights(block, {k: _need(x.aux) for k, x in dec.items()}, aux_in)
-        return AF.score_and_loss(self._logits(model, m, d, aux_out, inter.frames, y[:n]), y[:n])
+        s, loss, _ = self._score_loss(model, m, d, aux_out, inter.frames, y[:n])
+        return s, loss
 
     def cost_cycle(self) -> int:
         return self.options.pam_every if self.options.pam else 1
@@ -453,13 +518,13 @@ class AIM(Method):
             return self.options.split_ce
         return 1.0 if model.fusion.splittable else 0.0
 
-    @staticmethod
-    def _split_ce(output: ModelOutput, y: Tensor) -> Tensor:
-        """``split_ce``: sum over modalities of the cross-entropy of the fused head's exact
-        split ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``)."""
+    def _split_ce(self, output: ModelOutput, y: Tensor) -> Tensor:
+        """``split_ce``: sum over modalities of the task loss of the fused head's exact split
+        ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``): cross-entropy, or for a regression
+        each modality's part of the prediction regressing the target alone."""
         split = output.split_logits
         assert split is not None  # check() refused fusions without an exact split
-        return torch.stack([F.cross_entropy(z, y) for z in split.values()]).sum()
+        return torch.stack([self.task_loss(z, y) for z in split.values()]).sum()
 
     def _pdm(
         self,
@@ -483,7 +548,7 @@ class AIM(Method):
         comp_out = call_with_weights(
             block, {k: _need(x.comp) for k, x in dec.items()}, comp_in, detach_rest=True
         )
-        _, l_g = AF.score_and_loss(self._logits(model, m, d, comp_out, frames, y[:n]), y[:n])
+        _, l_g, _ = self._score_loss(model, m, d, comp_out, frames, y[:n])
         params = dict(block.named_parameters())
         l_re = torch.stack(
             [
@@ -590,8 +655,12 @@ class AIM(Method):
         Centroid prototypes with ``pooled`` features only: their last depth is the feature the
         heads read. (DAP logs the same property as ``dap_cls``, Eq. 3's loss.)
         """
-        if self.centroids is None or self.options.dap_distance != "pooled":
-            return {}
+        if (
+            self.centroids is None
+            or self.options.dap_distance != "pooled"
+            or self.edges is not None
+        ):
+            return {}  # (a regression's bins are no class the heads know)
         heads = model.unimodal_heads
         if heads is None:
             return {}
@@ -623,6 +692,7 @@ class AIM(Method):
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "dap_last": dict(self._dap_last),
             "s_aux": self._s_aux,
+            "edges": self.edges,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -633,6 +703,7 @@ class AIM(Method):
         self._dap_last = dict(state["dap_last"])
         # checkpoints written before pam_every have none: the next step then runs PAM's passes
         self._s_aux = state.get("s_aux", torch.zeros(0))
+        self.edges = state.get("edges", self.edges)
 
 
 def orthogonality_path(run_dir: Path) -> Path:

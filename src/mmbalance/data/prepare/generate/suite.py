@@ -48,6 +48,7 @@ from mmbalance.data.prepare.generate.digits import (
     transcript,
 )
 from mmbalance.data.prepare.generate.espeak import speaker
+from mmbalance.data.prepare.generate.regress import write_regress_av
 from mmbalance.data.splits import stratified_split
 
 TEST_FRACTION = 0.3  # 60 of the 200 digits of every class
@@ -270,4 +271,5 @@ WRITERS: dict[str, Writer] = {
     "digits_av": write_digits_av,
     "digits_seq": write_digits_seq,
     "digits_vec": write_digits_vec,
+    "regress_av": write_regress_av,  # the regression benchmark (generate/regress.py)
 }
