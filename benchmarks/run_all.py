@@ -17,8 +17,8 @@ STEPS = [
     ["suite.py", "--benchmarks", "vec", "seq", "av", "--workers", "2"],
     ["aim_sensitivity.py", "--seeds", "0", "1", "2", "--workers", "2"],
     ["aim_figures.py", "--benchmark", "av", "--seeds", "0", "1", "2"],  # after the two above
-    ["aim_tuning.py", "--benchmarks", "seq", "vec", "av", "--workers", "2"],
-    ["aim_tuning.py", "--grids", "aim_head", "--benchmarks", "seq", "vec", "av", "--workers", "2"],
+    ["aim_tuning.py", "--grids", "regression", "--benchmarks", "reg", "--workers", "2"],
+    ["pam_study.py", "--workers", "2"],
     ["loader_throughput.py", "--clips", "96", "--repeats", "3"],
     ["write_report.py"],
 ]

@@ -39,7 +39,7 @@ from mmbalance.reporting.compare import (
 )
 
 GRIDS = ROOT / "suite"
-NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av", "reg": "regress_av"}
 
 
 def method_diagnostics(records: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
@@ -82,6 +82,20 @@ def stored_records(
         if int(r["seed"]) in grid.seeds:
             out.append(r)
     return out
+
+
+def dirty_sources() -> list[str]:
+    """The package's source files that differ from the commit (``git status``): runs trained
+    from them would enter the tables as the commit's, which they are not."""
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src"],
+        cwd=ROOT.parent,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def run(bench: str, seeds: list[int] | None, only: list[str] | None, workers: int) -> None:
@@ -141,7 +155,18 @@ def main() -> None:
     )
     parser.add_argument("--only", nargs="+", help="run these labels of the grid now")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="train although src/ differs from the commit (the tables then say so)",
+    )
     args = parser.parse_args()
+    dirty = dirty_sources()
+    if dirty and not args.allow_dirty:
+        raise SystemExit(
+            f"src/ has uncommitted changes ({', '.join(dirty[:5])}): commit them first, so the "
+            "results name the code that produced them (or pass --allow-dirty)"
+        )
     for bench in args.benchmarks:
         run(bench, args.seeds, args.only, args.workers)
 

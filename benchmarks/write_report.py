@@ -372,7 +372,8 @@ def main() -> None:
                 f"{str(d['dam_normalize']).lower()}, `split_ce` {_split(d)})."
                 if (d := data.get("aim_defaults"))
                 else "The defaults were those of that commit, with Eq. 14's alpha as written "
-                "(before `dam_normalize: true` became the default, docs/aim.md step 6)."
+                "(before `dam_normalize: true` became the default, docs/aim-investigation.md "
+                "step 6)."
             ),
             "",
             (RESULTS / "aim_sensitivity.md").read_text().strip(),
@@ -394,7 +395,7 @@ def main() -> None:
             f"Command: `{data['command']}`. Machine: {_machine(data['machine'])}. Grids: "
             f"`benchmarks/tuning/{grids}_*.yaml`, seeds 0, 1, 2, validation accuracy at the "
             "validation-selected epoch (the choice), test beside it for the record; "
-            f"docs/aim.md step {step} reads it.",
+            f"docs/aim-investigation.md step {step} reads it.",
             "",
             body,
             "",

@@ -17,7 +17,8 @@ from mmbalance.methods.aim.method import AIM, AIMOptions
 from mmbalance.models.resnet import ResNet18Encoder
 from mmbalance.training.trainer import Trainer
 
-AIM_FAST = {"latent_dim": 8, "dap_steps": 3, "start_epoch": 0}
+# PAM on: these tests exercise the paper's whole mechanism (the default has PAM off)
+AIM_FAST = {"latent_dim": 8, "dap_steps": 3, "start_epoch": 0, "pam": True}
 # The paper read literally: input-space DAP (Eqs. 3-6), flat Euclidean distances at tau = 1, a
 # randomly initialised decoupler with a free mask (docs/aim.md lists the defaults' departures).
 AIM_LITERAL = {

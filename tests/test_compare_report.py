@@ -22,7 +22,8 @@ from mmbalance.reporting.diagnose import prototype_scores
 GRID = {
     "experiment": "mfeat_default.yaml",
     "overrides": ["--train.epochs=3", "--data.modalities=[fac,mor]"],
-    "methods": {"joint": {}, "aim": {"start_epoch": 1, "latent_dim": 8}},
+    # the paper's AIM (PAM on): every figure of the paper can be drawn from its runs
+    "methods": {"joint": {}, "aim": {"start_epoch": 1, "latent_dim": 8, "pam": True}},
     "seeds": [0, 1],
     "unimodal": True,
     "sweep": {"key": "method.options.start_epoch", "values": [1, 2], "methods": ["aim"]},
@@ -138,7 +139,8 @@ def test_compare_killed_midway_resumes_to_the_same_table(tmp_path: Path) -> None
     assert row["test_acc"][0] == pytest.approx(sum(accs) / 2)
     csv_head = (tmp_path / "out" / "results.csv").read_text().splitlines()[0]
     assert csv_head.startswith("method,sweep_value,seeds,test_acc_mean,test_acc_std")
-    # AIM costs more FLOPs per training step than joint training
+    # AIM with PAM costs more than twice joint training's FLOPs per step (its auxiliary and
+    # complementary passes; the default, PAM off, is held to 1.3x: tests/test_cost.py)
     aim = next(r for r in results["rows"] if r["method"] == "aim")
     assert aim["flops_per_sample"] > 2 * row["flops_per_sample"] > 0
 

@@ -336,7 +336,13 @@ def test_freeze_up_to_a_block_by_depth_or_name(tmp_path: Path) -> None:
 
 
 def test_aim_skips_frozen_blocks_and_refuses_when_all_are(tmp_path: Path) -> None:
-    opts = {"latent_dim": 8, "start_epoch": 0, "aux_batch_fraction": 1.0, "pdm_batch_fraction": 1.0}
+    opts = {
+        "latent_dim": 8,
+        "start_epoch": 0,
+        "aux_batch_fraction": 1.0,
+        "pdm_batch_fraction": 1.0,
+        "pam": True,
+    }
     cfg = tiny_config(
         tmp_path,
         method={"name": "aim", "options": opts},
@@ -380,11 +386,14 @@ def test_diagnosing_and_relearning_leaves_a_frozen_encoder_alone(tmp_path: Path)
 EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {"unimodal": {"modality": "b"}}
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", [*METHODS, "aim with PAM"])
 def test_every_method_trains_on_a_registered_encoder(tmp_path: Path, name: str) -> None:
     import encoder_plugin  # noqa: F401  (registers tiny_audio_cnn)
 
-    options = {**EXAMPLE_OPTIONS.get(name, {}), **({"latent_dim": 8} if name == "aim" else {})}
+    options = dict(EXAMPLE_OPTIONS.get(name, {}))
+    if name.startswith("aim"):  # the paper's PAM too: the decoupler on the user's conv blocks
+        options.update(latent_dim=8, pam=name == "aim with PAM")
+        name = "aim"
     report = MethodTester(
         name,
         options,

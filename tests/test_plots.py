@@ -25,7 +25,10 @@ def aim_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("aim")
     cfg = tiny_config(
         tmp,
-        method={"name": "aim", "options": {"latent_dim": 8, "dap_steps": 2, "start_epoch": 1}},
+        method={
+            "name": "aim",
+            "options": {"latent_dim": 8, "dap_steps": 2, "start_epoch": 1, "pam": True},
+        },
         train={"epochs": 3},
     )
     run_experiment(cfg, tmp / "run")

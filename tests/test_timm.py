@@ -110,14 +110,20 @@ def test_greedy_refuses_timm_encoders(tmp_path: Path) -> None:
 EXAMPLE_OPTIONS: dict[str, dict[str, Any]] = {
     "unimodal": {"modality": "b"},
     "aim": {"latent_dim": 8},
+    # the paper's PAM: the decoupler on a CNN's stages and a ViT's attention and MLP weights
+    "aim with PAM": {"latent_dim": 8, "pam": True},
 }
 
 
 @pytest.mark.parametrize("spec", [CNN, VIT], ids=["cnn", "vit"])
-@pytest.mark.parametrize("name", [m for m in METHODS if m != "greedy"])
+@pytest.mark.parametrize("name", [*(m for m in METHODS if m != "greedy"), "aim with PAM"])
 def test_every_method_trains_on_timm_encoders(tmp_path: Path, name: str, spec: dict) -> None:
     report = MethodTester(
-        name, EXAMPLE_OPTIONS.get(name, {}), root=tmp_path, data=IMAGES, model={"encoder": spec}
+        name.removesuffix(" with PAM"),
+        EXAMPLE_OPTIONS.get(name, {}),
+        root=tmp_path,
+        data=IMAGES,
+        model={"encoder": spec},
     ).check()
     assert report.expected <= report.reached
 
@@ -126,7 +132,7 @@ def test_a_timm_config_trains_and_resumes_exactly(tmp_path: Path) -> None:
     cfg = {
         "data": {"name": "synthetic", **IMAGES},
         "model": {"encoder": VIT},
-        "method": {"name": "aim", "options": {"latent_dim": 8, "start_epoch": 1}},
+        "method": {"name": "aim", "options": {"latent_dim": 8, "start_epoch": 1, "pam": True}},
         "optim": {"name": "adamw", "lr": 0.001},
         "train": {"epochs": 3, "progress": "never", "tensorboard": False},
     }

@@ -397,7 +397,7 @@ def reconstruction_loss(weight: Tensor, reconstruction: Tensor, kind: str = "rel
     - ``sum``: the paper's squared Frobenius norm as written;
     - ``mean``: divided by the number of elements (this library's first reading; it shrinks
       ``L_re`` by ~1/numel against ``L_g`` in Eq. 8's sum, so the decoupler stopped
-      reconstructing: relative errors of 0.9-5, see ``docs/aim.md``);
+      reconstructing: relative errors of 0.9-5, see ``docs/aim-investigation.md``);
     - ``relative`` (default): divided by ``||theta||_F^2`` (a constant of the step): the
       relative error, scale-free across layers and comparable to ``L_g``; its minimiser for a
       fixed ``theta`` is the paper's.

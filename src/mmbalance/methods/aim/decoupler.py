@@ -14,7 +14,7 @@ For one weight tensor ``W`` of a block (a conv kernel or a linear matrix):
 ``Linear(P, L)``: 1.2 B weights for one full-size ResNet18 stage-4 conv, so it is only built when
 the whole decoupler fits ``budget`` parameters (spec s. 3).
 
-Two decisions make the mechanism work as Sec. III-D1 describes it (``docs/aim.md``):
+Two decisions make the mechanism work as Sec. III-D1 describes it (``docs/aim-investigation.md``):
 
 - ``init="svd"``: ``Phi_lat`` starts as an orthonormal basis ``Q`` of W's row space (its right
   singular vectors, completed to L columns) and ``Psi`` as ``Q^T``, so ``Psi(Phi_lat(W)) = W``

@@ -53,7 +53,7 @@ class AIMOptions:
 
     start_epoch: int = 1  # E: first epoch of modulation (Algorithm 1; swept in Fig. 7)
     # weight of L_mod beside CE in phase 2 (paper: not given); chosen with split_ce on. On
-    # FiLM / gated fusions (no split_ce) 3.0 measures better (docs/aim.md, step 8)
+    # FiLM / gated fusions (no split_ce) 3.0 measures better (docs/aim-investigation.md, step 8)
     lambda_mod: float = 1.0
     # Share of the fused cross-entropy's gradient that reaches the encoders in phase 2 (the
     # fusion and head always get all of it). Algorithm 1, line 10 updates the framework "using
@@ -65,8 +65,9 @@ class AIMOptions:
     # classifier" (Sec. IV-E). The paper is silent on what trains the classifier in phase 2
     # (Algorithm 1 updates the framework "using L_mod", which never reaches it); without this
     # term the head learns only from the fused CE, which the dominant modality already fits on
-    # the training split, and does not use what L_mod adds to the weak encoders (docs/aim.md,
-    # step 8). None: 1.0 where the fusion splits (concat, sum), 0.0 elsewhere (FiLM, gated);
+    # the training split, and does not use what L_mod adds to the weak encoders
+    # (docs/aim-investigation.md, step 8). None: 1.0 where the fusion splits (concat, sum),
+    # 0.0 elsewhere (FiLM, gated);
     # 0.0 is the paper as written.
     split_ce: float | None = None
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
@@ -110,12 +111,17 @@ class AIMOptions:
     dap_lr: float = 1e-2
     dap_init: Literal["mean", "zeros"] = "mean"
     # Ablations (s. 7)
-    pam: bool = True  # False: "w/o PAM" (no decoupler, no auxiliary blocks)
+    # PAM (the decoupler and the auxiliary blocks, Eqs. 7-13). Off by default: measured on the
+    # suite's validation splits and across encoder width, training length, imbalance strength
+    # and depth, it never added to AIM (docs/aim-investigation.md, step 9) and it costs 1.9x
+    # joint training's FLOPs at CREMA-D shapes. true (with pam_every 1) is the paper's method.
+    pam: bool = False
     dam: bool = True  # False: "w/o DAM" (every alpha_d = 1)
     # alpha_d / mean_d alpha_d in Eq. 15: Eq. 14's depth weighting at a fixed overall strength
     # (the logged alpha stays Eq. 14's). Eq. 14's coefficient of variation is small wherever the
     # modalities' scores are close (0.03-0.4 on the suite), and it scales the whole of L_mod
-    # down with it; chosen on validation across the suite (docs/aim.md). False: Eq. 15 as written.
+    # down with it; chosen on validation across the suite (docs/aim-investigation.md, step 6).
+    # False: Eq. 15 as written.
     dam_normalize: bool = True
     scores: Literal["prototype", "label"] = "prototype"  # "label": AIM-label (Table V)
     only_auxiliary: bool = False  # Fig. 5b: original blocks' weight in Eq. 11 set to 0

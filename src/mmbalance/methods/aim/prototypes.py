@@ -138,7 +138,7 @@ def represent(encoder: BlockEncoder, h: Tensor, frames: int, distance: Distance)
 
 class CentroidPrototypes:
     """Depth-adaptive prototypes as class centroids of each block's outputs (``prototypes:
-    centroid``, the default; ``docs/aim.md`` says why).
+    centroid``, the default; ``docs/aim-investigation.md`` says why).
 
     ``P_d^m[k]`` is an exponential moving average (``momentum`` per step) of the mean of class
     k's depth-d outputs in the training batches, detached: what depth d of encoder m actually
