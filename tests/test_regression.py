@@ -94,6 +94,19 @@ def test_task_losses_by_hand() -> None:
 
 
 # -- methods' regression terms, by hand ---------------------------------------------------
+def test_a_regressions_split_prediction_is_m_times_its_part(tmp_path: Path) -> None:
+    from mmbalance.methods import create_method
+    from mmbalance.tasks import Task
+
+    method = create_method("inforeg")
+    parts = {"a": torch.tensor([[0.5]]), "b": torch.tensor([[0.25]])}
+    assert method.split_predictions(parts) is parts  # classification: the logits themselves
+    method.task = Task("regression", "mse")
+    own = method.split_predictions(parts)
+    assert float(own["a"]) == 1.0 and float(own["b"]) == 0.5
+    assert float(sum(parts.values())) == pytest.approx(float(sum(own.values())) / 2)
+
+
 def test_regression_score_is_the_gaussian_density_ratio() -> None:
     y = torch.tensor([0.0, 2.0])  # variance 1
     p = torch.tensor([0.0, 1.0])
@@ -132,8 +145,9 @@ def test_aim_regression_scores_blocks_by_target_bins(tmp_path: Path) -> None:
     y = batch["label"]
     fused = F.mse_loss(out.logits.squeeze(1), y)
     assert float(terms["ce"].detach()) == pytest.approx(float(fused.detach()))
+    # each modality's own prediction is M times its part of the fused one (the parts sum to it)
     split = out.split_logits
-    expected = sum(float(F.mse_loss(z.squeeze(1), y).detach()) for z in split.values())
+    expected = sum(float(F.mse_loss(2 * z.squeeze(1), y).detach()) for z in split.values())
     assert float(terms["split_ce"].detach()) == pytest.approx(expected, rel=1e-5)
     assert float(terms["mod"].detach()) > 0
 

@@ -154,7 +154,7 @@ class InfoReg(Method):
             uni = self.heads(output.features)
         else:  # the fused head's own split, attached (official)
             assert output.split_logits is not None
-            uni = output.split_logits
+            uni = self.split_predictions(output.split_logits)
         terms = {"ce": self.task_loss(output.logits, y)}
         for m in mods:
             terms[f"ce_{m}"] = self.task_loss(uni[m], y)

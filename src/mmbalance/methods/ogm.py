@@ -79,7 +79,7 @@ class OGM(Method):
         source = self.options.scores
         if source == "split" or (source == "auto" and output.split_logits is not None):
             assert output.split_logits is not None
-            return output.split_logits
+            return self.split_predictions(output.split_logits)
         assert output.unimodal_logits is not None
         return output.unimodal_logits
 

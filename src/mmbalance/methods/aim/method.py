@@ -527,9 +527,10 @@ class AIM(Method):
     def _split_ce(self, output: ModelOutput, y: Tensor) -> Tensor:
         """``split_ce``: sum over modalities of the task loss of the fused head's exact split
         ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``): cross-entropy, or for a regression
-        each modality's part of the prediction regressing the target alone."""
-        split = output.split_logits
-        assert split is not None  # check() refused fusions without an exact split
+        each modality's own prediction (``M head_m(f_m)``, :meth:`split_predictions`)
+        regressing the target alone."""
+        assert output.split_logits is not None  # check() refused fusions without an exact split
+        split = self.split_predictions(output.split_logits)
         return torch.stack([self.task_loss(z, y) for z in split.values()]).sum()
 
     def _pdm(
