@@ -87,7 +87,12 @@ def rows_for(bench: str, workers: int, run: bool, grids: str = "aim") -> dict[st
     joint = by_label.get("joint", {})
     modalities = sorted(next(iter(records))["evaluation"]["probe"]) if records else []
     keys = ["val", "test", "fused_probe_val", "fused_probe_test", *modalities]
-    out: dict[str, Any] = {"labels": {}, "modalities": modalities}
+    regression = "val_r2" in records[0]["val"]
+    out: dict[str, Any] = {
+        "labels": {},
+        "modalities": modalities,
+        "metric": "R²" if regression else "acc",
+    }
     for label, seeds in by_label.items():
         paired = sorted(s for s in seeds if s in joint)
         entry: dict[str, Any] = {"seeds": sorted(seeds)}
@@ -107,9 +112,10 @@ def rows_for(bench: str, workers: int, run: bool, grids: str = "aim") -> dict[st
 
 def markdown(bench: str, table: dict[str, Any]) -> str:
     mods = table["modalities"]
+    metric = table.get("metric", "acc")
     head = (
-        "| configuration | seeds | **val acc** | val − joint | fused probe val | test acc | "
-        "test − joint | " + " | ".join(f"{m} probe − joint" for m in mods) + " |"
+        f"| configuration | seeds | **val {metric}** | val − joint | fused probe val | "
+        f"test {metric} | test − joint | " + " | ".join(f"{m} probe − joint" for m in mods) + " |"
     )
     lines = [f"### {NAMES[bench]}", "", head, "|" + "---|" * (7 + len(mods))]
     for label, e in table["labels"].items():
@@ -180,15 +186,17 @@ def main() -> None:
             payload[NAMES[bench]] = table
     payload["machine"] = machine()
     payload["command"] = (
-        f"python benchmarks/aim_tuning.py --grids {args.grids} --benchmarks seq vec av --workers 2"
+        f"python benchmarks/aim_tuning.py --grids {args.grids} "
+        f"--benchmarks {' '.join(args.benchmarks)} --workers {args.workers}"
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
     intro = (
-        "AIM's options against joint training on the **validation** split (accuracy at the "
-        "validation-selected epoch, mean over seeds; differences paired by seed, mean [95% CI], "
-        "points). Choices are made on the validation columns; the test columns are for the "
-        "record. Fused probe: one linear probe on every modality's frozen features together.\n\n"
+        "AIM's options against joint training on the **validation** split (accuracy, or R² x 100 "
+        "for a regression, at the validation-selected epoch, mean over seeds; differences "
+        "paired by seed, mean [95% CI], points). Choices are made on the validation columns; "
+        "the test columns are for the record. Fused probe: one linear probe on every "
+        "modality's frozen features together.\n\n"
         f"`{payload['command']}`\n\n"
     )
     tables = [markdown(b, payload[NAMES[b]]) for b in NAMES if NAMES[b] in payload]

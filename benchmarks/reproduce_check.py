@@ -19,11 +19,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common import ROOT
+from common import RESULTS, ROOT, machine
 
+from mmbalance.experiment import code_fingerprint
 from mmbalance.reporting.compare import compare, load_grid
 
-NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av"}
+NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av", "reg": "regress_av"}
 
 
 def _rows(run: Path) -> list[dict[str, Any]]:
@@ -31,10 +32,11 @@ def _rows(run: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if not k.startswith("time")} for r in rows]
 
 
-def compare_runs(new: Path, old: Path) -> str:
-    """One line: what is identical between a re-run and a stored run of the same cell."""
+def compare_runs(new: Path, old: Path) -> tuple[str, bool | None]:
+    """One line: what is identical between a re-run and a stored run of the same cell; and
+    whether everything is (None: no stored run)."""
     if not (old / "compare_record.json").is_file():
-        return "no stored run"
+        return "no stored run", None
     a, b = _rows(new), _rows(old)
     ra = json.loads((new / "compare_record.json").read_text())
     rb = json.loads((old / "compare_record.json").read_text())
@@ -45,12 +47,13 @@ def compare_runs(new: Path, old: Path) -> str:
     }
     line = "  ".join(f"{k} {'identical' if v else 'DIFFER'}" for k, v in same.items())
     if not same["val/test"]:
-        line += f"  (test acc {ra['test']['test_acc']:.4f} vs {rb['test']['test_acc']:.4f} stored)"
+        key = "test_r2" if "test_r2" in ra["test"] else "test_acc"
+        line += f"  ({key} {ra['test'][key]:.4f} vs {rb['test'][key]:.4f} stored)"
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         cols = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
         if cols:
-            return f"{line}  (first at epoch {i}: {', '.join(cols[:4])})"
-    return line
+            return f"{line}  (first at epoch {i}: {', '.join(cols[:4])})", False
+    return line, all(same.values())
 
 
 def main() -> None:
@@ -60,15 +63,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="labels of the grid (default: all)")
     parser.add_argument("--out", default="/tmp/mmbalance-reproduce-check")
+    parser.add_argument(
+        "--stored",
+        default=str(ROOT / "runs" / "suite"),
+        help="the suite's run folders the results were built from (default benchmarks/runs/suite)",
+    )
     args = parser.parse_args()
     grid = load_grid(ROOT / "suite" / f"grid_{args.benchmark}.yaml")
     methods = {k: v for k, v in grid.methods.items() if not args.only or k in args.only}
     grid = dataclasses.replace(grid, methods=methods, seeds=[args.seed], output_dir=args.out)
     compare(grid, workers=args.workers)
-    stored = ROOT / "runs" / "suite" / NAMES[args.benchmark] / "runs"
+    stored = Path(args.stored) / NAMES[args.benchmark] / "runs"
+    verdicts: dict[str, bool | None] = {}
     for run in sorted(Path(args.out, "runs").iterdir()):
         seed = f"s{args.seed}"
-        print(f"{run.name:24s} {compare_runs(run / seed, stored / run.name / seed)}")
+        line, verdicts[run.name] = compare_runs(run / seed, stored / run.name / seed)
+        print(f"{run.name:24s} {line}")
+    # kept beside the results, so BENCHMARKS.md can say which code the numbers still hold for
+    record = {
+        "benchmark": NAMES[args.benchmark],
+        "seed": args.seed,
+        "identical": verdicts,
+        "code_sha256": code_fingerprint(),
+        "machine": machine(),
+        "command": f"python benchmarks/reproduce_check.py --benchmark {args.benchmark} "
+        f"--seed {args.seed} --workers {args.workers}",
+    }
+    out = RESULTS / f"reproduce_check_{NAMES[args.benchmark]}.json"
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -94,17 +94,20 @@ def test_task_losses_by_hand() -> None:
 
 
 # -- methods' regression terms, by hand ---------------------------------------------------
-def test_a_regressions_split_prediction_is_m_times_its_part(tmp_path: Path) -> None:
-    from mmbalance.methods import create_method
-    from mmbalance.tasks import Task
+def test_ogms_split_score_is_the_share_of_variance_a_part_explains() -> None:
+    y = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    part = 0.5 * y + 7.0  # any affine reading of the target: corr 1
+    assert float(MF.split_score(part, y)) == pytest.approx(4.0)
+    noisy = torch.tensor([0.0, 2.0, 1.0, 3.0])  # corr 0.8 -> 0.64 per sample
+    assert float(MF.split_score(noisy, y)) == pytest.approx(4 * 0.8**2)
+    assert float(MF.split_score(torch.ones(4), y)) == 0.0
 
-    method = create_method("inforeg")
-    parts = {"a": torch.tensor([[0.5]]), "b": torch.tensor([[0.25]])}
-    assert method.split_predictions(parts) is parts  # classification: the logits themselves
-    method.task = Task("regression", "mse")
-    own = method.split_predictions(parts)
-    assert float(own["a"]) == 1.0 and float(own["b"]) == 0.5
-    assert float(sum(parts.values())) == pytest.approx(float(sum(own.values())) / 2)
+
+def test_inforeg_regresses_through_per_modality_heads(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, method={"name": "inforeg"})
+    _data, model, method = build_experiment(cfg)
+    method.build(model)
+    assert method.heads is not None  # not the split parts: shares of one prediction
 
 
 def test_regression_score_is_the_gaussian_density_ratio() -> None:
@@ -145,9 +148,15 @@ def test_aim_regression_scores_blocks_by_target_bins(tmp_path: Path) -> None:
     y = batch["label"]
     fused = F.mse_loss(out.logits.squeeze(1), y)
     assert float(terms["ce"].detach()) == pytest.approx(float(fused.detach()))
-    # each modality's own prediction is M times its part of the fused one (the parts sum to it)
+    # each modality's part of the fused prediction, calibrated (a_m part + c_m; a = M, c = 0
+    # at the start), regresses the target alone
     split = out.split_logits
-    expected = sum(float(F.mse_loss(2 * z.squeeze(1), y).detach()) for z in split.values())
+    cal = method.calibration
+    assert cal.scale.tolist() == [[2.0], [2.0]] and cal.shift.tolist() == [[0.0], [0.0]]
+    expected = sum(
+        float(F.mse_loss((z * cal.scale[j] + cal.shift[j]).squeeze(1), y).detach())
+        for j, z in enumerate(split.values())
+    )
     assert float(terms["split_ce"].detach()) == pytest.approx(expected, rel=1e-5)
     assert float(terms["mod"].detach()) > 0
 
@@ -156,13 +165,14 @@ def test_aim_regression_scores_blocks_by_target_bins(tmp_path: Path) -> None:
     "name", ["joint", "aim", "mmpareto", "mla", "gblending", "ogm", "ogm_ge", "inforeg", "pmr"]
 )
 def test_regression_capable_methods_train_through_the_real_step(tmp_path: Path, name: str) -> None:
-    options = {"latent_dim": 8} if name == "aim" else {}
+    # AIM from epoch 0: its phase 2 (and the split calibration) within the tester's steps
+    options = {"latent_dim": 8, "start_epoch": 0} if name == "aim" else {}
     report = MethodTester(name, options, root=tmp_path, data=REGRESSION).check()
     assert report.expected <= report.reached
 
 
 def test_aim_error_mode_trains(tmp_path: Path) -> None:
-    options = {"latent_dim": 8, "regression_scores": "error"}
+    options = {"latent_dim": 8, "regression_scores": "error", "start_epoch": 0}
     MethodTester("aim", options, root=tmp_path, data=REGRESSION).check()
 
 

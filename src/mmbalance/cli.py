@@ -383,7 +383,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "dataset",
-        choices=["cremad", "kinetics_sounds", "ucf101", "digits_av", "digits_seq", "digits_vec"],
+        choices=[
+            "cremad",
+            "kinetics_sounds",
+            "ucf101",
+            "digits_av",
+            "digits_seq",
+            "digits_vec",
+            "regress_av",
+        ],
     )
     pr.add_argument("--src", help="folder of the raw videos (not for the digits_* sets)")
     pr.add_argument("--out", required=True, help="folder to write the dataset layout to")

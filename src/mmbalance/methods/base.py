@@ -185,17 +185,6 @@ class Method(nn.Module):
         """The training forward pass (override for alternating or padded passes)."""
         return model(batch["inputs"], return_intermediates=self.needs_intermediates)
 
-    def split_predictions(self, split: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Each modality's own prediction from the exact split of the fused head (concat/sum:
-        ``head_m(f_m) = f_m W_m^T + b / M``, the parts summing to the fused output). For classes
-        the part itself (its logits, as OGM-GE and PMR read them); for a regression the part is
-        a *share* of the prediction, so the modality's own prediction is ``M head_m(f_m) =
-        M f_m W_m^T + b``: the fused head with every other modality replaced by this one. Trained
-        to regress the target alone, the parts then sum to it."""
-        if not self.task.regression:
-            return split
-        return {m: len(split) * z for m, z in split.items()}
-
     def task_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
         """The task's loss: cross-entropy (Eq. 2), or MSE / L1 / Huber for a regression."""
         return self.task.criterion(prediction, target)

@@ -36,6 +36,21 @@ def regression_score(prediction: Tensor, target: Tensor) -> Tensor:
     return torch.exp(-(p - y).pow(2).sum(1) / (2 * var)).sum()
 
 
+def split_score(part: Tensor, target: Tensor) -> Tensor:
+    """OGM's score of a regression's split part ``head_m(f_m)`` (a share of the fused
+    prediction, on no fixed scale): the batch size times ``corr(part, y)^2``, the share of the
+    target's variance the best affine reading of the part explains, summed over the batch as
+    the true-class probabilities are; 0 for a constant part or target."""
+    p = part.detach().float().reshape(target.shape[0], -1)
+    y = target.detach().float().reshape(target.shape[0], -1)
+    pc, yc = p - p.mean(0), y - y.mean(0)
+    denom = (pc.pow(2).sum(0) * yc.pow(2).sum(0)).sqrt()
+    corr = torch.where(
+        denom > 0, (pc * yc).sum(0) / denom.clamp_min(1e-12), torch.zeros_like(denom)
+    )
+    return corr.pow(2).mean() * y.shape[0]
+
+
 def quantile_edges(targets: Tensor, bins: int) -> Tensor:
     """Inner edges ``[bins - 1]`` splitting a regression target into ``bins`` groups of equal
     count (quantiles of the first target column; repeated values merge bins): the

@@ -91,9 +91,10 @@ class InfoReg(Method):
     Options = InfoRegOptions
     min_modalities = 2
     modifies_grads = True
-    # Regression: every loss is the task's; the scores that pick the dominant modality are the
-    # Gaussian scores of each modality's prediction (functional.regression_score); the window
-    # (Fisher trace) and the proximal term are the same
+    # Regression: every loss is the task's, the unimodal ones on per-modality heads (a split
+    # part is a share of the prediction, not one); the scores that pick the dominant modality
+    # are the Gaussian scores of those heads' predictions (functional.regression_score); the
+    # window (Fisher trace) and the proximal term are the same
     supports_regression = True
 
     def __init__(self, options: InfoRegOptions | None = None) -> None:
@@ -122,7 +123,11 @@ class InfoReg(Method):
             )
 
     def _uses_heads(self, model: MultimodalModel) -> bool:
-        return self.options.scores == "heads" or not model.fusion.splittable
+        # a regression's split parts are shares of one prediction, not predictions: trained
+        # alone each would regress the whole target and their sum double it; separate heads
+        return (
+            self.options.scores == "heads" or not model.fusion.splittable or (self.task.regression)
+        )
 
     def build(self, model: MultimodalModel) -> None:
         if self._uses_heads(model):
@@ -154,7 +159,7 @@ class InfoReg(Method):
             uni = self.heads(output.features)
         else:  # the fused head's own split, attached (official)
             assert output.split_logits is not None
-            uni = self.split_predictions(output.split_logits)
+            uni = output.split_logits
         terms = {"ce": self.task_loss(output.logits, y)}
         for m in mods:
             terms[f"ce_{m}"] = self.task_loss(uni[m], y)

@@ -12,6 +12,7 @@ detached split head). Options mirror the official code's deviations from the pap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,8 +51,10 @@ class OGM(Method):
     Options = OGMOptions
     min_modalities = 2
     modifies_grads = True
-    # Regression: the true-class probability of each modality's logits becomes the Gaussian
-    # score of its prediction (functional.regression_score); the ratio and k as published
+    # Regression: the true-class probability of each modality's logits becomes the share of
+    # the target's variance its part of the fused prediction explains (functional.split_score;
+    # the Gaussian score of functional.regression_score for the unimodal heads, which predict
+    # the target whole); the ratio and k as published
     supports_regression = True
 
     def __init__(self, options: OGMOptions | None = None) -> None:
@@ -79,7 +82,7 @@ class OGM(Method):
         source = self.options.scores
         if source == "split" or (source == "auto" and output.split_logits is not None):
             assert output.split_logits is not None
-            return self.split_predictions(output.split_logits)
+            return output.split_logits
         assert output.unimodal_logits is not None
         return output.unimodal_logits
 
@@ -88,7 +91,9 @@ class OGM(Method):
     ) -> dict[str, Tensor]:
         terms = super().loss(output, batch, state)  # only the fused CE is back-propagated
         logits = self._logits(output)
-        score = MF.regression_score if self.task.regression else MF.true_class_score
+        score: Callable[[Tensor, Tensor], Tensor] = MF.true_class_score
+        if self.task.regression:  # a split part is a share of the prediction: scale-free score
+            score = MF.split_score if logits is output.split_logits else MF.regression_score
         scores = torch.stack([score(logits[m], batch["label"]) for m in state.model.modalities])
         # DDP: batch sums over the global batch, so every rank scales gradients alike
         self.set_coefficients(dist.reduce_sum(scores))

@@ -193,6 +193,26 @@ class LabelHeads(nn.Module):
         return cast(nn.Linear, self.heads.get_submodule(f"{m}.{d}"))
 
 
+class SplitCalibration(nn.Module):
+    """A regression's split parts read as predictions (``split_ce``): modality m's own
+    prediction is ``a_m * head_m(f_m) + c_m``, with ``a_m``, ``c_m`` learned per target
+    (started at ``a = M``, ``c = 0``: equal shares). The parts ``head_m(f_m)`` sum to the fused
+    prediction, so each is a *share* of it: regressing the target with the part itself would
+    double-count it in the sum, and with ``M head_m(f_m)`` would force equal shares (the fused
+    prediction an unweighted mean of the modalities, the weak one's errors in it at full
+    weight). Calibrated, each encoder still learns to regress through the fused head's own
+    weights for it, and the head keeps weighting the modalities as the fused loss asks."""
+
+    def __init__(self, modalities: list[str], outputs: int) -> None:
+        super().__init__()
+        self.modalities = list(modalities)
+        self.scale = nn.Parameter(torch.full((len(modalities), outputs), float(len(modalities))))
+        self.shift = nn.Parameter(torch.zeros(len(modalities), outputs))
+
+    def forward(self, split: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {m: split[m] * self.scale[j] + self.shift[j] for j, m in enumerate(self.modalities)}
+
+
 def _need(x: Tensor | None) -> Tensor:
     """A product of the decoupler that this pass asked for (``Decoupled`` leaves the others
     None)."""
@@ -251,6 +271,7 @@ class AIM(Method):
         self.decoupler: Decoupler | None = None
         self.label_heads: LabelHeads | None = None
         self.regression_heads: LabelHeads | None = None  # regression_scores: error
+        self.calibration: SplitCalibration | None = None  # a regression's split_ce
         self.edges: Tensor | None = None  # a regression's target-bin edges (bins mode)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self._protos: dict[str, list[Tensor]] | None = None
@@ -305,6 +326,10 @@ class AIM(Method):
                 f"method 'aim' needs the per-sample input shape of {missing} for its prototypes; "
                 "build the model with mmbalance.build_model (it records them)"
             )
+
+    def build(self, model: MultimodalModel) -> None:
+        if self.task.regression and self.split_weight(model) > 0:
+            self.calibration = SplitCalibration(model.modalities, model.head.out_features)
 
     def setup(self, model: MultimodalModel, optimizer: torch.optim.Optimizer) -> None:
         o = self.options
@@ -527,10 +552,12 @@ class AIM(Method):
     def _split_ce(self, output: ModelOutput, y: Tensor) -> Tensor:
         """``split_ce``: sum over modalities of the task loss of the fused head's exact split
         ``head_m(f_m)`` (concat: ``f_m W_m^T + b / M``): cross-entropy, or for a regression
-        each modality's own prediction (``M head_m(f_m)``, :meth:`split_predictions`)
-        regressing the target alone."""
+        each modality's calibrated part (:class:`SplitCalibration`) regressing the target
+        alone."""
         assert output.split_logits is not None  # check() refused fusions without an exact split
-        split = self.split_predictions(output.split_logits)
+        split = output.split_logits
+        if self.calibration is not None:
+            split = self.calibration(split)
         return torch.stack([self.task_loss(z, y) for z in split.values()]).sum()
 
     def _pdm(
