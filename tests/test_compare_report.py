@@ -276,3 +276,24 @@ def test_an_unexpected_error_in_one_run_does_not_stop_the_grid(
     assert "unexpected TypeError: a bug in a method" in record["failed"]
     trace = (run.run_dir / "error.log").read_text()
     assert "Traceback" in trace and "a bug in a method" in trace
+
+
+def test_a_run_folder_of_another_configuration_is_not_reused(tmp_path: Path) -> None:
+    """A finished run is reused as it is: when the grid's label now asks for other options,
+    compare refuses, naming the folder and the field, instead of reporting the old run."""
+    from mmbalance.reporting.compare import compare
+
+    small = {
+        "methods": {"ogm": {"name": "ogm", "options": {"alpha": 0.5}}},
+        "seeds": [0],
+        "unimodal": False,
+        "sweep": None,
+        "overrides": ["--train.epochs=1", "--data.modalities=[fac,mor]"],
+    }
+    out = compare(_grid(tmp_path, **small), out=tmp_path / "out")
+    first = (out / "runs" / "ogm" / "s0" / "summary.json").read_text()
+    again = compare(_grid(tmp_path, **small), out=tmp_path / "out")  # same grid: reused
+    assert (again / "runs" / "ogm" / "s0" / "summary.json").read_text() == first
+    changed = {**small, "methods": {"ogm": {"name": "ogm", "options": {"alpha": 0.8}}}}
+    with pytest.raises(ConfigError, match=r"ogm/s0: method\.options\.alpha: 0\.5 there, 0\.8 now"):
+        compare(_grid(tmp_path, **changed), out=tmp_path / "out")

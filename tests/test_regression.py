@@ -135,7 +135,8 @@ def test_aim_error_scores_are_a_blocks_clipped_r2() -> None:
 
 
 def test_aim_regression_scores_blocks_by_target_bins(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, method={"name": "aim", "options": {"latent_dim": 8, "start_epoch": 0}})
+    options = {"latent_dim": 8, "start_epoch": 0, "split_ce": 1.0}  # off by default (below)
+    cfg = _cfg(tmp_path, method={"name": "aim", "options": options})
     data, model, method = build_experiment(cfg)
     trainer = mb.Trainer(model, method, data, cfg, tmp_path / "r")
     method.on_fit_start(trainer.state(0, 0, 1))
@@ -159,6 +160,19 @@ def test_aim_regression_scores_blocks_by_target_bins(tmp_path: Path) -> None:
     )
     assert float(terms["split_ce"].detach()) == pytest.approx(expected, rel=1e-5)
     assert float(terms["mod"].detach()) > 0
+
+
+def test_aim_regression_default_has_no_split_term(tmp_path: Path) -> None:
+    # split_ce unset: 1.0 on a classification's concat fusion, 0.0 on a regression's
+    cfg = _cfg(tmp_path, method={"name": "aim", "options": {"latent_dim": 8, "start_epoch": 0}})
+    data, model, method = build_experiment(cfg)
+    assert method.split_weight(model) == 0.0 and method.calibration is None
+    trainer = mb.Trainer(model, method, data, cfg, tmp_path / "r")
+    method.on_fit_start(trainer.state(0, 0, 1))
+    batch = next(iter(trainer.train_loader()))
+    out = method.forward(model, batch, trainer.state(0, 0, 1))
+    terms = method.loss(out, batch, trainer.state(0, 0, 1))
+    assert "split_ce" not in terms and float(terms["mod"].detach()) > 0
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,45 @@ def check_cells(grid: GridConfig, runs: list[Run], experiment: str) -> None:
             raise ConfigError(f"compare: {where}: {err}") from err
 
 
+def _differences(new: Any, old: Any, where: str = "") -> list[str]:
+    """Dotted paths at which two config dicts differ, with both values."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        out: list[str] = []
+        for k in list(new) + [k for k in old if k not in new]:
+            out += _differences(new.get(k), old.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    return [] if new == old else [f"{where}: {old!r} there, {new!r} now"]
+
+
+def check_stored_runs(runs: list[Run], experiment: str) -> None:
+    """Refuse to reuse a run folder that holds a run of another configuration: a finished or
+    resumable run is kept as it is, so a grid whose label now means other options would
+    otherwise report the old run under the new options. (The encoders are compared as the
+    grid writes them; a run's config.yaml fills in their defaults when the model is built.)"""
+    from mmbalance.config import load_config
+
+    stale: list[str] = []
+    for run in runs:
+        path = run.run_dir / "config.yaml"
+        if not path.is_file():
+            continue
+        stored = yaml.safe_load(path.read_text()) or {}
+        planned = load_config(experiment, list(run.overrides)).to_dict()
+        for cfg in (stored, planned):
+            cfg.get("model", {}).pop("encoders", None)
+        diff = _differences(planned, stored)
+        if diff:
+            stale.append(f"{run.run_dir}: {'; '.join(diff[:3])}")
+    if stale:
+        raise ConfigError(
+            f"compare: {len(stale)} run folder(s) hold a run of another configuration than the "
+            "grid now asks for (a finished run is reused as it is): "
+            + " | ".join(stale[:5])
+            + (f" | ... and {len(stale) - 5} more" if len(stale) > 5 else "")
+            + ". Delete those folders to re-train them, or give the grid another output_dir"
+        )
+
+
 def _sweep_text(grid: GridConfig, run: Run) -> str:
     """``start_epoch=5`` for a swept run, ``""`` otherwise."""
     if run.sweep_value is None or grid.sweep is None:
@@ -641,6 +680,7 @@ def compare(
         modalities = list(base.data.modalities)
     runs = plan(grid, out_dir, modalities)
     check_cells(grid, runs, experiment)
+    check_stored_runs(runs, experiment)
     (out_dir / "grid.yaml").write_text(yaml.safe_dump(grid.raw, sort_keys=False))
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(r, experiment, threads) for r in runs]

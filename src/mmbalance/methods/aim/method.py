@@ -67,8 +67,8 @@ class AIMOptions:
     # term the head learns only from the fused CE, which the dominant modality already fits on
     # the training split, and does not use what L_mod adds to the weak encoders
     # (docs/aim-investigation.md, step 8). None: 1.0 where the fusion splits (concat, sum),
-    # 0.0 elsewhere (FiLM, gated);
-    # 0.0 is the paper as written.
+    # 0.0 elsewhere (FiLM, gated) and for a regression (there the parts regressing the target
+    # alone cost fused R^2 on validation, docs/regression.md); 0.0 is the paper as written.
     split_ce: float | None = None
     # Prototypes (Sec. III-C): "centroid" = class means of each block's outputs (EMA);
     # "dap" = the paper's input-space prototypes propagated through the encoder (Eqs. 3-6).
@@ -544,10 +544,11 @@ class AIM(Method):
 
     def split_weight(self, model: MultimodalModel) -> float:
         """``split_ce`` for this model: the option, or when unset 1.0 where the fusion splits
-        exactly per modality and 0.0 where it does not."""
+        exactly per modality and 0.0 where it does not, or for a regression (where the split
+        term measured below AIM without it on validation: docs/regression.md)."""
         if self.options.split_ce is not None:
             return self.options.split_ce
-        return 1.0 if model.fusion.splittable else 0.0
+        return 1.0 if model.fusion.splittable and not self.task.regression else 0.0
 
     def _split_ce(self, output: ModelOutput, y: Tensor) -> Tensor:
         """``split_ce``: sum over modalities of the task loss of the fused head's exact split
