@@ -316,3 +316,17 @@ def test_mosi_score_is_a_regression_target_with_the_derived_metrics(tmp_path: Pa
             ),
             tmp_path / "bad",
         )
+
+
+def test_a_regressions_heads_start_at_zero_and_a_classifications_at_xavier() -> None:
+    from mmbalance.config import ModelConfig
+
+    shapes = {"a": (6,), "b": (4,)}
+    reg = mb.build_model(ModelConfig(), shapes, 2, task="regression")
+    assert reg.head.weight.abs().sum() == 0 and reg.head.bias.abs().sum() == 0
+    assert all(h.weight.abs().sum() == 0 for h in reg.unimodal_heads.heads.values())
+    out = reg({"a": torch.randn(5, 6), "b": torch.randn(5, 4)})
+    assert out.logits.abs().sum() == 0  # the first prediction is 0, not a random projection
+    cls = mb.build_model(ModelConfig(), shapes, 2)
+    # Xavier-normal: std sqrt(2 / (fan_in + fan_out)) = sqrt(2 / 258) on Linear(256, 2)
+    assert float(cls.head.weight.std()) == pytest.approx((2 / 258) ** 0.5, rel=0.25)

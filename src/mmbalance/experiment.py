@@ -96,7 +96,7 @@ def build_model_and_method(
         method = create_method(config.method.name, config.method.options)
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
-    model = build_model(config.model, shapes, data.num_classes, data.modalities)
+    model = build_model(config.model, shapes, data.num_classes, data.modalities, data.task)
     method.task = task_from(data.task, config.train.loss, data.score_range)
     method.check(model, model.fusion.name)  # refused before any run folder is made
     _check_batch_norm_batch(config, model)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from mmbalance.data.loading import to_device
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.init import init_regression_head
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 from mmbalance.structured import check_positive
 from mmbalance.tasks import Task
@@ -58,10 +59,13 @@ class GBlendingOptions:
 class ModalityClassifiers(nn.Module):
     """``Linear(d_m, K)`` per modality on the (attached) pooled features."""
 
-    def __init__(self, model: MultimodalModel) -> None:
+    def __init__(self, model: MultimodalModel, regression: bool = False) -> None:
         super().__init__()
         k = model.head.out_features
         self.heads = nn.ModuleDict({m: nn.Linear(e.out_dim, k) for m, e in model.encoders.items()})
+        if regression:  # as the model's own heads (models.init.init_regression_head)
+            for h in self.heads.values():
+                init_regression_head(cast(nn.Linear, h))
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         return {m: h(features[m]) for m, h in self.heads.items()}
@@ -120,7 +124,7 @@ class GBlending(Method):
         self._estimated_at: int = -1
 
     def build(self, model: MultimodalModel) -> None:
-        self.heads = ModalityClassifiers(model)
+        self.heads = ModalityClassifiers(model, self.task.regression)
 
     def estimate(self, state: TrainState) -> dict[str, float]:
         """One G-Blending weight estimate with copies of the current model and classifiers."""

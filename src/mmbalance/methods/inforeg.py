@@ -131,7 +131,7 @@ class InfoReg(Method):
 
     def build(self, model: MultimodalModel) -> None:
         if self._uses_heads(model):
-            self.heads = ModalityClassifiers(model)
+            self.heads = ModalityClassifiers(model, self.task.regression)
 
     def _trace_weights(self, model: MultimodalModel) -> list[Tensor]:
         m = self.options.trace_modality or model.modalities[0]

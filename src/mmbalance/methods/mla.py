@@ -25,6 +25,7 @@ from mmbalance import distributed as dist
 from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.methods import functional as MF
 from mmbalance.methods.base import Method, TrainState
+from mmbalance.models.init import init_regression_head
 from mmbalance.models.multimodal import ModelOutput, MultimodalModel
 
 
@@ -80,6 +81,8 @@ class MLA(Method):
     def build(self, model: MultimodalModel) -> None:
         dim = next(iter(model.encoders.values())).out_dim
         self.head = nn.Linear(dim, model.head.out_features)
+        if self.task.regression:  # as the model's own heads (models.init.init_regression_head)
+            init_regression_head(self.head)
         self.projection = torch.eye(dim)
 
     def passes(self, model: MultimodalModel) -> list[str | None]:

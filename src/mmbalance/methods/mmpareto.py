@@ -77,7 +77,7 @@ class MMPareto(Method):
         self.means = EpochMeans()
 
     def build(self, model: MultimodalModel) -> None:
-        self.heads = ModalityClassifiers(model)
+        self.heads = ModalityClassifiers(model, self.task.regression)
 
     def loss(
         self, output: ModelOutput, batch: dict[str, Any], state: TrainState

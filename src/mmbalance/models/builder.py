@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from mmbalance.errors import ConfigError
 from mmbalance.models.base import BlockEncoder, eval_mode
 from mmbalance.models.fusion import FUSIONS, FusionConfig, create_fusion
-from mmbalance.models.init import init_weights
+from mmbalance.models.init import init_regression_head, init_weights
 from mmbalance.models.mlp import MLPConfig, MLPEncoder
 from mmbalance.models.multimodal import MultimodalModel, UnimodalHeads
 from mmbalance.models.resnet import ResNet18Config, ResNet18Encoder
@@ -249,6 +249,7 @@ def build_model(
     shapes: Mapping[str, tuple[int, ...]],
     num_classes: int,
     available: list[str] | None = None,
+    task: str = "classification",
 ) -> MultimodalModel:
     """Build the model for modalities with per-sample ``shapes`` and ``num_classes`` classes.
 
@@ -258,6 +259,8 @@ def build_model(
         num_classes: K.
         available: every modality the data has, when the model is built for a subset of them
             (a unimodal run): per-modality settings of the others are then not an error.
+        task: ``"regression"``: ``num_classes`` is the number of targets T and the heads start
+            at zero (:func:`mmbalance.models.init.init_regression_head`).
     """
     known = set(available or []) | set(shapes)
     unknown = sorted(set(model_cfg.encoders) - known)
@@ -289,6 +292,10 @@ def build_model(
     init_weights(fusion)
     init_weights(head)
     heads = UnimodalHeads(dims, num_classes) if model_cfg.unimodal_heads else None
+    if task == "regression":
+        init_regression_head(head)
+        for h in heads.heads.values() if heads is not None else []:
+            init_regression_head(cast(nn.Linear, h))
     model = MultimodalModel(encoders, fusion, head, heads, {m: tuple(s) for m, s in shapes.items()})
     # what each encoder was built from (auto resolved, defaults filled in): config.yaml of a run
     # records it, so the run folder's config rebuilds this model whatever the shapes say
