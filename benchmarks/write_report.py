@@ -116,6 +116,33 @@ def acceptance(data: dict[str, Any]) -> list[str]:
             f"{100 * rows[PAPER][f'test_{metric}'][0]:.2f}) | AIM - paper paired "
             f"{format_interval(paper)} | |"
         )
+    if best is not None:  # features or head? the same probe on both models' frozen features
+        probe = _paired(
+            runs,
+            "aim",
+            lambda r: (r["evaluation"].get("fused_probe") or {}).get(f"test_{metric}"),
+            other=best,
+        )
+        probe = [p for p in probe if None not in p]
+        if len(probe) >= 2:
+            means = [100 * sum(p[i] for p in probe) / len(probe) for i in (0, 1)]
+            extra_probe = (
+                f"Against {best}, on the features: one linear probe on every modality's frozen "
+                f"features together reads {means[0]:.2f} on AIM's and {means[1]:.2f} on "
+                f"{best}'s (test, AIM - {best} paired {format_interval(_ci(probe))})"
+            )
+            aim_behind = rows["aim"][f"test_{metric}"][0] < rows[best][f"test_{metric}"][0]
+            if aim_behind and means[0] >= means[1]:
+                extra_probe += (
+                    f": AIM's encoders hold at least as much as {best}'s; what AIM lacks is "
+                    "in its trained head's use of them."
+                )
+            elif aim_behind:
+                extra_probe += f": {best}'s encoders hold more; AIM's gap is in the features."
+            else:
+                extra_probe += "."
+        else:
+            extra_probe = ""
     val = _paired(runs, "aim", lambda r: r["val"][f"val_{metric}"])
     mean_val = {k: 100 * sum(p[i] for p in val) / len(val) for k, i in (("aim", 0), ("joint", 1))}
     lines += [
@@ -124,10 +151,13 @@ def acceptance(data: dict[str, Any]) -> list[str]:
         f"AIM {mean_val['aim']:.2f}, joint {mean_val['joint']:.2f}, AIM - joint paired "
         f"{format_interval(_ci(val))}.",
     ]
+    if best is not None and extra_probe:
+        lines += ["", extra_probe]
     parts = []  # what each part of the default brings, paired by seed (test accuracy)
     for label, what in (
         ("aim w/o L_mod", "AIM's modulation (`L_mod`) on top of `split_ce`"),
         ("aim w/o split CE", "`split_ce` on top of AIM's modulation"),
+        ("aim split CE", "leaving the split term out (a regression's default)"),
     ):
         pairs = _paired(runs, "aim", lambda r: r["test"][f"test_{metric}"], other=label)
         if len(pairs) >= 2:

@@ -131,8 +131,9 @@ class AIMOptions:
     # 9-10 unchanged over regression_bins pseudo-classes); "error": a linear regression head
     # per (modality, depth) on the block's pooled output, trained on the side as AIM-label's,
     # s = max(0, 1 - MSE / Var(y)) and L = MSE / Var(y) with the head held constant
+    # bins, 5 bins and no split term: chosen on regress_av's validation split (docs/regression.md)
     regression_scores: Literal["bins", "error"] = "bins"
-    regression_bins: int = 10
+    regression_bins: int = 5
 
     def validate(self, where: str) -> None:
         check_positive(self.start_epoch, f"{where}.start_epoch", allow_zero=True)
