@@ -72,13 +72,18 @@ def config(
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "joint": None,
     "aim_wo_pam": {"pam": False},
-    "aim_pam_every_8": {"pam_every": 8},
-    "aim_pam_every_4": {"pam_every": 4},
-    "aim_pam_every_2": {"pam_every": 2},
-    "aim_no_pdm": {"pam_every": 1, "pdm_during_modulation": False},
+    "aim_pam_every_8": {"pam": True, "pam_every": 8},
+    "aim_pam_every_4": {"pam": True, "pam_every": 4},
+    "aim_pam_every_2": {"pam": True, "pam_every": 2},
+    "aim_no_pdm": {"pam": True, "pam_every": 1, "pdm_during_modulation": False},
     # the paper's PAM on every step; auxiliary pass on half the batch, L_pdm on a quarter
-    "aim_pam_every_1": {"pam_every": 1},
-    "aim_literal_batches": {"pam_every": 1, "aux_batch_fraction": 1.0, "pdm_batch_fraction": 1.0},
+    "aim_pam_every_1": {"pam": True, "pam_every": 1},
+    "aim_literal_batches": {
+        "pam": True,
+        "pam_every": 1,
+        "aux_batch_fraction": 1.0,
+        "pdm_batch_fraction": 1.0,
+    },
 }
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config, without_time
 
-from mmbalance.errors import CapabilityError
+from mmbalance.errors import CapabilityError, ConfigError
 from mmbalance.experiment import build_experiment, run_experiment
 from mmbalance.methods.aim.decoupler import decoupler_size
 from mmbalance.methods.aim.method import AIM, AIMOptions
@@ -255,6 +255,18 @@ def test_resume_mid_run_restores_prototypes_decoupler_and_optimisers_exactly(
                     torch.as_tensor(v),
                     torch.as_tensor(extra_b["optimizers"][name]["state"][idx][k]),
                 ), (name, k)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"pam_every": 4}, "pam_every"), ({"mask_hard": True}, "mask_hard")],
+)
+def test_pam_settings_without_pam_are_refused(options: dict, field: str) -> None:
+    """PAM is off by default: ``pam_every`` or ``mask_hard`` alone would change nothing, so
+    they are refused with the option to add; with ``pam: true`` they pass."""
+    with pytest.raises(ConfigError, match=rf"method.options.{field}: .*add pam: true"):
+        AIMOptions(**options).validate("method.options")
+    AIMOptions(pam=True, **options).validate("method.options")
 
 
 @pytest.mark.parametrize(

@@ -111,10 +111,11 @@ class AIMOptions:
     dap_lr: float = 1e-2
     dap_init: Literal["mean", "zeros"] = "mean"
     # Ablations (s. 7)
-    # PAM (the decoupler and the auxiliary blocks, Eqs. 7-13). Off by default: measured on the
-    # suite's validation splits and across encoder width, training length, imbalance strength
-    # and depth, it never added to AIM (docs/aim-investigation.md, step 9) and it costs 1.9x
-    # joint training's FLOPs at CREMA-D shapes. true (with pam_every 1) is the paper's method.
+    # PAM (the decoupler and the auxiliary blocks, Eqs. 7-13). Off by default: on the suite's
+    # validation splits, and in every other condition measured (encoder width, training
+    # length), its paired effect stayed inside the seed noise (docs/aim-investigation.md, step
+    # 9), while it takes AIM from 1.00x to 1.91x joint training's FLOPs at CREMA-D shapes.
+    # true (with pam_every 1) is the paper's method.
     pam: bool = False
     dam: bool = True  # False: "w/o DAM" (every alpha_d = 1)
     # alpha_d / mean_d alpha_d in Eq. 15: Eq. 14's depth weighting at a fixed overall strength
@@ -176,6 +177,20 @@ class AIMOptions:
                 f"{where}.only_auxiliary: needs pam: true (without PAM there are no auxiliary "
                 "blocks)"
             )
+        # PAM is off by default: a PAM setting without it would be ignored without a word
+        # (a `pam_every: 4` meant as "the paper's PAM at a quarter of its cost" would train
+        # AIM without PAM at all), so it is refused.
+        if not self.pam:
+            if self.pam_every != 1:
+                raise ConfigError(
+                    f"{where}.pam_every: got {self.pam_every}, but pam is false (the default); "
+                    "pam_every sets how often PAM runs: add pam: true"
+                )
+            if self.mask_hard:
+                raise ConfigError(
+                    f"{where}.mask_hard: got true, but pam is false (the default); the mask "
+                    "is PAM's: add pam: true"
+                )
 
 
 class LabelHeads(nn.Module):
