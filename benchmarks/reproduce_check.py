@@ -22,7 +22,7 @@ from typing import Any
 from common import RESULTS, ROOT, machine
 
 from mmbalance.experiment import code_fingerprint
-from mmbalance.reporting.compare import compare, load_grid
+from mmbalance.reporting.compare import _slug, compare, load_grid
 
 NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av", "reg": "regress_av"}
 
@@ -62,7 +62,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="labels of the grid (default: all)")
-    parser.add_argument("--out", default="/tmp/mmbalance-reproduce-check")
+    parser.add_argument(
+        "--out",
+        default="/tmp/mmbalance-reproduce-check",
+        help="where the re-runs go (one folder per benchmark under it)",
+    )
     parser.add_argument(
         "--stored",
         default=str(ROOT / "runs" / "suite"),
@@ -71,14 +75,16 @@ def main() -> None:
     args = parser.parse_args()
     grid = load_grid(ROOT / "suite" / f"grid_{args.benchmark}.yaml")
     methods = {k: v for k, v in grid.methods.items() if not args.only or k in args.only}
-    grid = dataclasses.replace(grid, methods=methods, seeds=[args.seed], output_dir=args.out)
+    # one folder per benchmark: compare refuses to reuse another benchmark's run folders
+    out_dir = Path(args.out) / NAMES[args.benchmark]
+    grid = dataclasses.replace(grid, methods=methods, seeds=[args.seed], output_dir=str(out_dir))
     compare(grid, workers=args.workers)
     stored = Path(args.stored) / NAMES[args.benchmark] / "runs"
     verdicts: dict[str, bool | None] = {}
-    for run in sorted(Path(args.out, "runs").iterdir()):
-        seed = f"s{args.seed}"
-        line, verdicts[run.name] = compare_runs(run / seed, stored / run.name / seed)
-        print(f"{run.name:24s} {line}")
+    seed = f"s{args.seed}"
+    for name in sorted(_slug(label) for label in methods):  # this call's labels only
+        line, verdicts[name] = compare_runs(out_dir / "runs" / name / seed, stored / name / seed)
+        print(f"{name:24s} {line}")
     # kept beside the results, so BENCHMARKS.md can say which code the numbers still hold for
     record = {
         "benchmark": NAMES[args.benchmark],
@@ -87,7 +93,8 @@ def main() -> None:
         "code_sha256": code_fingerprint(),
         "machine": machine(),
         "command": f"python benchmarks/reproduce_check.py --benchmark {args.benchmark} "
-        f"--seed {args.seed} --workers {args.workers}",
+        f"--seed {args.seed} --workers {args.workers}"
+        + (" --only " + " ".join(f"'{k}'" for k in args.only) if args.only else ""),
     }
     out = RESULTS / f"reproduce_check_{NAMES[args.benchmark]}.json"
     out.write_text(json.dumps(record, indent=1))
