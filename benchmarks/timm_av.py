@@ -25,6 +25,7 @@ from common import RESULTS, ROOT, machine
 from mmbalance.reporting.compare import compare, finished_records, load_grid
 from mmbalance.reporting.stats import format_interval, paired_interval
 
+CHANCE = 1 / 10  # digits_av's ten classes
 GRIDS = {
     "cnn": "timm resnet18 (channels 16-32-64-128)",
     "vit": "timm ViT (patch 8, width 64, 4 layers)",
@@ -105,6 +106,13 @@ def markdown(payload: dict[str, Any]) -> str:
             + f". Cost of AIM: {t['cost']['flops_ratio']:.2f}x joint training's FLOPs per "
             f"sample, {t['cost']['time_ratio']:.2f}x its wall time per run.",
         ]
+        if t["rows"]["joint"]["fused"] < 2 * CHANCE:
+            # a grid whose encoders learned nothing cannot say what AIM does to them
+            lines.append(
+                f"Joint training stays near chance ({100 * t['rows']['joint']['fused']:.2f}% "
+                f"on {round(1 / CHANCE)} classes): this encoder did not learn the benchmark, so "
+                "this grid measures no effect of AIM (docs/encoders.md)."
+            )
         if starved:
             gap = cert["modalities"][starved]["gap"]
             lines.append(
