@@ -101,6 +101,37 @@ def test_a_timm_state_dict_loads_as_pretrained_file(tmp_path: Path) -> None:
     )
 
 
+def test_normalize_standardises_the_input_before_the_timm_model() -> None:
+    given = _encoder({**VIT, "normalize": {"mean": [0.5], "std": [0.25]}}, (1, 16, 16))
+    given.eval()
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.allclose(given(x), given.inner((x - 0.5) / 0.25), atol=1e-6)
+    # 'pretrained': the model's own ImageNet statistics; a grey input takes their average
+    # (timm reads one channel into an RGB model as R = G = B)
+    grey = _encoder({**CNN, "normalize": "pretrained"}, (1, 16, 16))
+    cfg = grey.inner.pretrained_cfg
+    assert grey.input_norm.mean.tolist() == pytest.approx([sum(cfg["mean"]) / 3])
+    assert grey.input_norm.std.tolist() == pytest.approx([sum(cfg["std"]) / 3])
+    rgb = _encoder({**CNN, "normalize": "pretrained"}, (3, 16, 16))
+    assert rgb.input_norm.mean.tolist() == pytest.approx(list(cfg["mean"]))
+    with pytest.raises(ConfigError, match=r"model.encoder.normalize: pretrained: .* 3 channels"):
+        _encoder({**CNN, "normalize": "pretrained"}, (2, 16, 16))
+    with pytest.raises(ConfigError, match=r"normalize.mean: got 2 values; the data has 1"):
+        _encoder({**VIT, "normalize": {"mean": [0.5, 0.5], "std": 1}}, (1, 16, 16))
+
+
+def test_normalize_data_takes_the_training_splits_statistics() -> None:
+    cfg = tiny_config(
+        data={"name": "synthetic", **IMAGES}, model={"encoder": {**VIT, "normalize": "data"}}
+    )
+    data, model, _ = build_experiment(cfg)
+    for m in ("a", "b"):
+        stacked = torch.stack([data.train[i]["inputs"][m] for i in range(len(data.train))])
+        norm = model.encoders[m].input_norm
+        assert norm.mean.item() == pytest.approx(stacked.mean().item(), abs=1e-5)
+        assert norm.std.item() == pytest.approx(stacked.std().item(), rel=1e-4)
+
+
 def test_greedy_refuses_timm_encoders(tmp_path: Path) -> None:
     cfg = tiny_config(tmp_path, data=IMAGES, method={"name": "greedy"}, model={"encoder": CNN})
     with pytest.raises(CapabilityError, match="MMTM cannot attach"):
@@ -131,7 +162,7 @@ def test_every_method_trains_on_timm_encoders(tmp_path: Path, name: str, spec: d
 def test_a_timm_config_trains_and_resumes_exactly(tmp_path: Path) -> None:
     cfg = {
         "data": {"name": "synthetic", **IMAGES},
-        "model": {"encoder": VIT},
+        "model": {"encoder": {**VIT, "normalize": "data"}},
         "method": {"name": "aim", "options": {"latent_dim": 8, "start_epoch": 1, "pam": True}},
         "optim": {"name": "adamw", "lr": 0.001},
         "train": {"epochs": 3, "progress": "never", "tensorboard": False},
@@ -151,3 +182,4 @@ def test_a_timm_config_trains_and_resumes_exactly(tmp_path: Path) -> None:
     written = yaml.safe_load((tmp_path / "full" / "config.yaml").read_text())
     assert written["model"]["encoders"]["a"]["name"] == "vit_tiny_patch16_224"
     assert written["model"]["encoders"]["a"]["in_chans"] is None
+    assert written["model"]["encoders"]["a"]["normalize"] == "data"

@@ -35,6 +35,7 @@ from mmbalance.errors import CheckpointError, ConfigError
 from mmbalance.methods import create_method
 from mmbalance.methods.base import Method
 from mmbalance.models.builder import build_model
+from mmbalance.models.input_norm import fit_input_norms
 from mmbalance.models.multimodal import MultimodalModel
 from mmbalance.tasks import is_defined, task_from
 from mmbalance.training.checkpoint import write_text_atomic
@@ -97,6 +98,7 @@ def build_model_and_method(
     modalities = method.select_modalities(data.modalities)
     shapes = {m: data.shapes[m] for m in modalities}
     model = build_model(config.model, shapes, data.num_classes, data.modalities, data.task)
+    fit_input_norms(model, data.train)  # encoders with normalize: data (timm)
     method.task = task_from(data.task, config.train.loss, data.score_range)
     method.check(model, model.fusion.name)  # refused before any run folder is made
     _check_batch_norm_batch(config, model)

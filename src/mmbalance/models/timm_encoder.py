@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from mmbalance.errors import ConfigError
 from mmbalance.models.base import BlockEncoder
+from mmbalance.models.input_norm import InputNorm, check_norm_spec, numbers
 from mmbalance.models.wrap import HookedEncoder, _prefixed
 from mmbalance.structured import check_positive
 
@@ -68,8 +69,14 @@ class TimmConfig:
     blocks: list[str] | None = None
     depth: int | None = None  # group the blocks into this many consecutive stages
     kwargs: dict[str, Any] = field(default_factory=dict)  # to timm.create_model
+    # per-channel input standardisation (models/input_norm.py): None (the input as the data
+    # gives it), "data" (the training split's mean and std), "pretrained" (the mean and std
+    # timm's pretrained_cfg records for the model) or {mean: [...], std: [...]}. A ViT
+    # trained from scratch needs one (docs/encoders.md); a CNN with BatchNorm does not.
+    normalize: Any = None
 
     def validate(self, where: str) -> None:
+        check_norm_spec(self.normalize, self.in_chans, where)
         if self.in_chans is not None:
             check_positive(self.in_chans, f"{where}.in_chans")
         if self.depth is not None:
@@ -85,7 +92,8 @@ class TimmConfig:
 
 
 class TimmEncoder(HookedEncoder):
-    """A timm model; ``forward_features`` then ``forward_head(pre_logits=True)``."""
+    """A timm model: the ``normalize`` option's standardisation (none by default), then
+    ``forward_features`` and ``forward_head(pre_logits=True)``."""
 
     def map_pretrained_keys(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         # timm's own filter for the model's family (ViT position embeddings resampled, input
@@ -156,6 +164,7 @@ def build_timm(cfg: TimmConfig, shape: tuple[int, ...], where: str) -> BlockEnco
     if depth > len(names):
         raise ConfigError(f"{where}.depth: got {depth}; {cfg.name!r} has {len(names)} blocks")
     groups = [list(g) for g in np.array_split(np.array(names, dtype=object), depth)]
+    check_norm_spec(cfg.normalize, channels, where)
     return TimmEncoder(
         model,
         groups,
@@ -165,4 +174,36 @@ def build_timm(cfg: TimmConfig, shape: tuple[int, ...], where: str) -> BlockEnco
         features=model.forward_features,
         # a partial of the bound method (not a lambda): a deepcopy of the encoder rebinds it
         head=functools.partial(model.forward_head, pre_logits=True),
+        input_norm=_input_norm(cfg, model, channels, where),
     )
+
+
+def _input_norm(cfg: TimmConfig, model: nn.Module, channels: int, where: str) -> InputNorm | None:
+    """The module of the ``normalize`` option (checked by :func:`check_norm_spec`)."""
+    spec = cfg.normalize
+    if spec is None:
+        return None
+    if spec == "data":
+        return InputNorm(channels, from_data=True, where=where)
+    if spec == "pretrained":
+        pcfg = getattr(model, "pretrained_cfg", None) or {}
+        mean, std = pcfg.get("mean"), pcfg.get("std")
+        if mean is None or std is None:
+            raise ConfigError(
+                f"{where}.normalize: timm records no mean/std for {cfg.name!r}; give "
+                "{mean: [...], std: [...]} or 'data'"
+            )
+        mean, std = numbers(mean), numbers(std)
+        if channels != len(mean) and len(mean) != 1:
+            if channels != 1:
+                raise ConfigError(
+                    f"{where}.normalize: pretrained: timm's mean/std of {cfg.name!r} have "
+                    f"{len(mean)} channels, the data {channels}; give {{mean: [...], std: "
+                    "[...]}} or 'data'"
+                )
+            # a 1-channel input into a 3-channel model: timm adapts the first conv by summing
+            # its RGB filters (adapt_input_conv), i.e. reads grey as R = G = B; the average
+            # statistics are what that grey input had
+            mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
+        return InputNorm(channels, mean, std, where=where)
+    return InputNorm(channels, numbers(spec["mean"]), numbers(spec["std"]), where=where)

@@ -185,10 +185,14 @@ class HookedEncoder(_Frames, _Views, BlockEncoder):
         where: str,
         features: Callable[[Tensor], Tensor] | None = None,
         head: Callable[[Tensor], Tensor] | None = None,
+        input_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.inner = module
         self.fold_frames = fold_frames
+        # applied to the input before the module's forward (models/input_norm.py); set before
+        # the dummy forward below
+        self.input_norm = input_norm
         groups = [[_lookup(module, p, "block", where) for p in group] for group in blocks]
         self._names = ["+".join(g) if len(g) > 1 else g[0] for g in blocks]
         self._set_view("blocks", [g[0] if len(g) == 1 else nn.Sequential(*g) for g in groups])
@@ -202,6 +206,11 @@ class HookedEncoder(_Frames, _Views, BlockEncoder):
     @property
     def block_names(self) -> list[str]:
         return list(self._names)
+
+    def prepare(self, x: Tensor) -> tuple[Tensor, int]:
+        if self.input_norm is not None:
+            x = self.input_norm(x)
+        return super().prepare(x)
 
     def _pooled(self, out: Tensor, frames: int) -> Tensor:
         if self._head is not None:
