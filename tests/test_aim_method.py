@@ -269,6 +269,22 @@ def test_pam_settings_without_pam_are_refused(options: dict, field: str) -> None
     AIMOptions(pam=True, **options).validate("method.options")
 
 
+def test_pam_only_settings_without_pam_are_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="mmbalance"):
+        AIMOptions(latent_dim=64, recon_loss="sum").validate("method.options")
+    [record] = caplog.records
+    assert "method.options: latent_dim=64, recon_loss='sum' set, but pam is false" in (
+        record.getMessage()
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mmbalance"):
+        AIMOptions(pam=True, latent_dim=64).validate("method.options")
+        AIMOptions(lambda_mod=3.0).validate("method.options")  # not PAM's: nothing to say
+    assert not caplog.records
+
+
 @pytest.mark.parametrize(
     "options",
     [

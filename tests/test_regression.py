@@ -185,6 +185,29 @@ def test_regression_capable_methods_train_through_the_real_step(tmp_path: Path, 
     assert report.expected <= report.reached
 
 
+def test_mla_fuses_a_regression_by_inverse_training_error(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, method={"name": "mla"}, train={"epochs": 1})
+    data, model, method = build_experiment(cfg)
+    trainer = mb.Trainer(model, method, data, cfg, tmp_path / "r")
+    trainer.run_steps(3)
+    assert method.error_steps == {"a": 3, "b": 3}
+    e = {m: float(method.error_sum[m]) / 3 for m in ("a", "b")}
+    # w_a = (1/e_a) / (1/e_a + 1/e_b) = e_b / (e_a + e_b)
+    w_a, w_b = e["b"] / (e["a"] + e["b"]), e["a"] / (e["a"] + e["b"])
+    batch = next(iter(trainer.train_loader()))
+    model.eval()
+    with torch.no_grad():
+        out = method.predict(model, batch["inputs"])
+        heads = out.split_logits
+        assert torch.allclose(out.logits, w_a * heads["a"] + w_b * heads["b"], atol=1e-6)
+        method.options.test_fusion = "equal"
+        equal = method.predict(model, batch["inputs"]).logits
+        assert torch.allclose(equal, (heads["a"] + heads["b"]) / 2, atol=1e-6)
+    # a new epoch starts a new estimate: equal weights until every modality has a step
+    method.on_epoch_start(trainer.state(1, 0, 1))
+    assert method.inverse_error_weights(["a", "b"], torch.device("cpu")).tolist() == [0.5, 0.5]
+
+
 def test_aim_error_mode_trains(tmp_path: Path) -> None:
     options = {"latent_dim": 8, "regression_scores": "error", "start_epoch": 0}
     MethodTester("aim", options, root=tmp_path, data=REGRESSION).check()

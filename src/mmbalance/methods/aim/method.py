@@ -191,6 +191,36 @@ class AIMOptions:
                     f"{where}.mask_hard: got true, but pam is false (the default); the mask "
                     "is PAM's: add pam: true"
                 )
+            # the decoupler's and the auxiliary passes' settings change nothing without PAM;
+            # they are said, not refused: the field's configs set some of them on AIM w/o PAM
+            ignored = [
+                f"{name}={getattr(self, name)!r}"
+                for name in PAM_ONLY
+                if getattr(self, name) != AIMOptions.__dataclass_fields__[name].default
+            ]
+            if ignored:
+                log.warning(
+                    "%s: %s set, but pam is false (the default): PAM's settings change nothing "
+                    "without it; add pam: true to run PAM",
+                    where,
+                    ", ".join(ignored),
+                )
+
+
+# options that only PAM (the decoupler, Eqs. 7-8, and the auxiliary blocks, Eqs. 9-13) reads
+PAM_ONLY = (
+    "latent_dim",
+    "decoupler",
+    "decoupler_budget",
+    "decoupler_init",
+    "decoupler_lr",
+    "mask_share",
+    "recon_loss",
+    "pdm_during_modulation",
+    "pdm_batch_fraction",
+    "aux_batch_fraction",
+    "aux_input_grad",
+)
 
 
 class LabelHeads(nn.Module):
