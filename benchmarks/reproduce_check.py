@@ -24,7 +24,21 @@ from common import RESULTS, ROOT, machine
 from mmbalance.experiment import code_fingerprint
 from mmbalance.reporting.compare import _slug, compare, load_grid
 
-NAMES = {"vec": "digits_vec", "seq": "digits_seq", "av": "digits_av", "reg": "regress_av"}
+NAMES = {
+    "vec": "digits_vec",
+    "seq": "digits_seq",
+    "av": "digits_av",
+    "reg": "regress_av",
+    # the timm grids of benchmarks/timm_av.py (their runs under benchmarks/runs/timm)
+    "timm_cnn": "digits_av_cnn",
+    "timm_vit": "digits_av_vit",
+}
+
+
+def grid_path(benchmark: str) -> Path:
+    if benchmark.startswith("timm_"):
+        return ROOT / "timm" / f"grid_av_{benchmark.removeprefix('timm_')}.yaml"
+    return ROOT / "suite" / f"grid_{benchmark}.yaml"
 
 
 def _rows(run: Path) -> list[dict[str, Any]]:
@@ -69,11 +83,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--stored",
-        default=str(ROOT / "runs" / "suite"),
-        help="the suite's run folders the results were built from (default benchmarks/runs/suite)",
+        default=None,
+        help="the run folders the results were built from (default benchmarks/runs/suite, "
+        "benchmarks/runs/timm for the timm grids)",
     )
     args = parser.parse_args()
-    grid = load_grid(ROOT / "suite" / f"grid_{args.benchmark}.yaml")
+    if args.stored is None:
+        family = "timm" if args.benchmark.startswith("timm") else "suite"
+        args.stored = str(ROOT / "runs" / family)
+    grid = load_grid(grid_path(args.benchmark))
     methods = {k: v for k, v in grid.methods.items() if not args.only or k in args.only}
     # one folder per benchmark: compare refuses to reuse another benchmark's run folders
     out_dir = Path(args.out) / NAMES[args.benchmark]

@@ -35,38 +35,53 @@ GRIDS = {
 def summarize(
     name: str, records: list[dict[str, Any]], cert: dict[str, Any] | None
 ) -> dict[str, Any]:
+    """Rows for joint training and every AIM label of the grid; each AIM label paired with
+    joint by seed; the AIM label with the best mean validation accuracy is the one reported
+    (``selected``: one configuration per grid, chosen on validation, never on test)."""
     by = {(r["label"], int(r["seed"])): r for r in records if "failed" not in r}
+    labels = sorted({label for (label, _) in by if label == "aim" or label.startswith("aim ")})
     seeds = sorted(
-        {s for (label, s) in by if label == "joint"} & {s for (label, s) in by if label == "aim"}
+        set.intersection(*({s for (lb, s) in by if lb == label} for label in ["joint", *labels]))
     )
     mods = sorted(next(iter(by.values()))["evaluation"]["probe"])
 
-    def acc(label: str, key: str) -> list[float]:
+    def acc(label: str, key: str, split: str = "test") -> list[float]:
         out = []
         for s in seeds:
             r = by[(label, s)]
             out.append(
-                float(r["test"]["test_acc"])
+                float(r[split][f"{split}_acc"])
                 if key == "fused"
-                else float(r["evaluation"]["probe"][key]["test_acc"])
+                else float(r["evaluation"]["probe"][key][f"{split}_acc"])
             )
         return out
 
     table: dict[str, Any] = {"seeds": seeds, "modalities": mods, "rows": {}, "paired": {}}
-    for label in ("joint", "aim"):
+    for label in ("joint", *labels):
         row = {k: statistics.fmean(acc(label, k)) for k in ("fused", *mods)}
         row["std"] = statistics.stdev(acc(label, "fused")) if len(seeds) > 1 else 0.0
+        row["val"] = statistics.fmean(acc(label, "fused", "val"))
         row["seconds"] = statistics.fmean(float(by[(label, s)]["seconds"]) for s in seeds)
         row["flops"] = by[(label, seeds[0])]["flops_per_sample"]
         table["rows"][label] = row
-    for k in ("fused", *mods):
-        table["paired"][k] = paired_interval(acc("aim", k), acc("joint", k))
-    joint, aim = table["rows"]["joint"], table["rows"]["aim"]
+    for label in labels:
+        table["paired"][label] = {
+            k: paired_interval(acc(label, k), acc("joint", k)) for k in ("fused", *mods)
+        }
+    selected = max(labels, key=lambda label: table["rows"][label]["val"])
+    table["selected"] = selected
+    joint, aim = table["rows"]["joint"], table["rows"][selected]
     table["cost"] = {
         "flops_ratio": aim["flops"] / joint["flops"] if joint["flops"] else None,
         "time_ratio": aim["seconds"] / joint["seconds"],
     }
     table["certificate"] = cert
+    # which code trained each run (BENCHMARKS.md's "Which code produced these numbers")
+    table["runs"] = [
+        {k: r.get(k) for k in ("label", "seed", "git_commit", "code_sha256")}
+        for r in records
+        if "failed" not in r
+    ]
     return table
 
 
@@ -89,22 +104,29 @@ def markdown(payload: dict[str, Any]) -> str:
         lines += [
             f"### digits_av, {GRIDS[key]}",
             "",
-            "| method | test acc | "
+            "| method | val acc | test acc | "
             + " | ".join(f"{x} probe" for x in mods)
             + " | time (s) | FLOPs / sample |",
-            "|---|---|" + "---|" * (len(mods) + 2),
+            "|---|---|---|" + "---|" * (len(mods) + 2),
         ]
         for label, row in t["rows"].items():
-            cells = [f"{100 * row['fused']:.2f} ± {100 * row['std']:.2f}"]
+            cells = [f"{100 * row['val']:.2f}"]
+            cells.append(f"{100 * row['fused']:.2f} ± {100 * row['std']:.2f}")
             cells += [f"{100 * row[x]:.2f}" for x in mods]
             cells += [f"{row['seconds']:.0f}", f"{row['flops'] / 1e6:.1f} M"]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            mark = " (selected on val)" if label == t["selected"] and len(t["paired"]) > 1 else ""
+            lines.append(f"| {label}{mark} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for label, paired in t["paired"].items():
+            lines.append(
+                f"- {label} − joint: fused {format_interval(paired['fused'])}; "
+                + "; ".join(f"{x} probe {format_interval(paired[x])}" for x in mods)
+                + "."
+            )
         lines += [
             "",
-            f"AIM − joint: fused {format_interval(t['paired']['fused'])}; "
-            + "; ".join(f"{x} probe {format_interval(t['paired'][x])}" for x in mods)
-            + f". Cost of AIM: {t['cost']['flops_ratio']:.2f}x joint training's FLOPs per "
-            f"sample, {t['cost']['time_ratio']:.2f}x its wall time per run.",
+            f"Cost of AIM ({t['selected']}): {t['cost']['flops_ratio']:.2f}x joint training's "
+            f"FLOPs per sample, {t['cost']['time_ratio']:.2f}x its wall time per run.",
         ]
         if t["rows"]["joint"]["fused"] < 2 * CHANCE:
             # a grid whose encoders learned nothing cannot say what AIM does to them

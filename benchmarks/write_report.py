@@ -387,11 +387,17 @@ def code_section() -> list[str]:
 
     now = code_fingerprint()
     lines = ["## Which code produced these numbers", ""]
+    sources: list[tuple[str, list[dict[str, Any]]]] = []
     for name in SUITE:
         path = RESULTS / f"suite_{name}.json"
-        if not path.is_file():
-            continue
-        runs = json.loads(path.read_text())["runs"]
+        if path.is_file():
+            sources.append((name, json.loads(path.read_text())["runs"]))
+    timm = RESULTS / "timm_av.json"
+    if timm.is_file():
+        for key, grid in json.loads(timm.read_text())["grids"].items():
+            if "runs" in grid:
+                sources.append((f"digits_av_{key}", grid["runs"]))
+    for name, runs in sources:
         prints = {r.get("code_sha256") for r in runs if "failed" not in r}
         commits = sorted({r["git_commit"][:7] for r in runs if r.get("git_commit")})
         trained = (
