@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,10 @@ def main() -> None:
     # one folder per benchmark: compare refuses to reuse another benchmark's run folders
     out_dir = Path(args.out) / NAMES[args.benchmark]
     grid = dataclasses.replace(grid, methods=methods, seeds=[args.seed], output_dir=str(out_dir))
+    # a fresh folder: compare would take a finished run left there by an earlier check (of
+    # other code) as done, and the check would compare that run instead of a re-training
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
     compare(grid, workers=args.workers)
     stored = Path(args.stored) / NAMES[args.benchmark] / "runs"
     verdicts: dict[str, bool | None] = {}

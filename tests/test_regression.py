@@ -16,6 +16,7 @@ from conftest import tiny_config
 
 import mmbalance as mb
 from mmbalance.cli import main
+from mmbalance.data.loading import collate
 from mmbalance.errors import CapabilityError, ConfigError, DataError
 from mmbalance.experiment import build_experiment, run_experiment
 from mmbalance.methods import functional as MF
@@ -185,16 +186,32 @@ def test_regression_capable_methods_train_through_the_real_step(tmp_path: Path, 
     assert report.expected <= report.reached
 
 
-def test_mla_fuses_a_regression_by_inverse_training_error(tmp_path: Path) -> None:
+def test_mla_fuses_a_regression_by_inverse_validation_error(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, method={"name": "mla"}, train={"epochs": 1})
     data, model, method = build_experiment(cfg)
     trainer = mb.Trainer(model, method, data, cfg, tmp_path / "r")
-    trainer.run_steps(3)
-    assert method.error_steps == {"a": 3, "b": 3}
-    e = {m: float(method.error_sum[m]) / 3 for m in ("a", "b")}
+    batch = next(iter(trainer.train_loader()))
+    model.eval()
+    with torch.no_grad():  # before any validation error: equal weights
+        out = method.predict(model, batch["inputs"])
+        assert torch.allclose(out.logits, sum(out.split_logits.values()) / 2, atol=1e-6)
+    trainer.train_epoch(0)  # ends with on_train_epoch_end: the validation errors
+    # e_m by hand: the shared head's MSE on each modality over the whole validation split
+    val = collate([data.val[i] for i in range(len(data.val))])
+    model.eval()  # as the method evaluates it (BatchNorm's running statistics)
+    with torch.no_grad():
+        e = {
+            m: float(
+                (
+                    (method.head(model.encoders[m](val["inputs"][m])).squeeze(1) - val["label"])
+                    ** 2
+                ).mean()
+            )
+            for m in ("a", "b")
+        }
+    assert method.val_errors == pytest.approx(e, rel=1e-5)
     # w_a = (1/e_a) / (1/e_a + 1/e_b) = e_b / (e_a + e_b)
     w_a, w_b = e["b"] / (e["a"] + e["b"]), e["a"] / (e["a"] + e["b"])
-    batch = next(iter(trainer.train_loader()))
     model.eval()
     with torch.no_grad():
         out = method.predict(model, batch["inputs"])
@@ -203,9 +220,10 @@ def test_mla_fuses_a_regression_by_inverse_training_error(tmp_path: Path) -> Non
         method.options.test_fusion = "equal"
         equal = method.predict(model, batch["inputs"]).logits
         assert torch.allclose(equal, (heads["a"] + heads["b"]) / 2, atol=1e-6)
-    # a new epoch starts a new estimate: equal weights until every modality has a step
-    method.on_epoch_start(trainer.state(1, 0, 1))
-    assert method.inverse_error_weights(["a", "b"], torch.device("cpu")).tolist() == [0.5, 0.5]
+    # the errors travel with the method's state (best.pt is what the test split is run with)
+    restored = mb.create_method("mla", {})
+    restored.set_extra_state(method.get_extra_state())
+    assert restored.val_errors == method.val_errors
 
 
 def test_aim_error_mode_trains(tmp_path: Path) -> None:

@@ -207,6 +207,10 @@ class Method(nn.Module):
     def on_step_end(self, state: TrainState) -> None:
         """After the optimiser step."""
 
+    def on_train_epoch_end(self, state: TrainState) -> None:
+        """After an epoch's last training step, before the epoch is evaluated (a method whose
+        prediction depends on held-out data, MLA's regression fusion, updates it here)."""
+
     def on_epoch_end(self, state: TrainState) -> dict[str, float]:
         """After the last batch; returns diagnostics logged with the epoch's metrics."""
         return {}

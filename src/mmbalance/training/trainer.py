@@ -243,6 +243,7 @@ class Trainer:
             sums = {k: float(v) for k, v in zip(keys, packed[2:], strict=True)}
         metrics = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
         metrics["train_mae" if self.task.regression else "train_acc"] = correct / max(seen, 1)
+        method.on_train_epoch_end(self._state(epoch, steps, steps))
         return metrics
 
     def train_step(
