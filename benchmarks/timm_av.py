@@ -140,7 +140,11 @@ def markdown(payload: dict[str, Any]) -> str:
             lines.append(
                 f"Imbalance under joint training: **{starved}** is starved, "
                 f"{format_interval(gap)} points inside joint training against alone "
-                f"({'passes' if cert['passed'] else 'fails'} the suite's criterion)."
+                "(passes the suite's criterion)."
+                if cert["passed"]
+                else f"Imbalance under joint training: none by the suite's criterion; "
+                f"{starved} is the furthest below its unimodal accuracy, "
+                f"{format_interval(gap)} points inside joint training against alone."
             )
         lines.append("")
     return "\n".join(lines)
