@@ -13,8 +13,8 @@ inverse-error weighting, ``w_m = (1 / e_m) / sum_k (1 / e_k)`` (the weights of i
 unbiased estimates with error variances ``e_m``), ``e_m`` the shared head's mean task loss on
 modality m over the **validation** split after each training epoch (equal weights before the
 first). Not the training error: on regress_av the starved visual branch fits its training
-samples as closely as audio (MSE 0.007 against 0.010) while its validation R^2 is half of
-audio's, and weights from training errors fused no better than equal ones (77.3 R^2). The
+samples as closely as audio (MSE 0.006 against 0.009) while its validation R^2 is half of
+audio's, and weights from training errors fused little better than equal ones (77.3 R^2). The
 validation split is what G-Blending's weights are estimated on too; the test split is never
 read.
 
@@ -44,7 +44,7 @@ class MLAOptions:
     """``method.options`` of ``mla``."""
 
     gradient_projection: bool = True  # the paper; the released code's behaviour is false
-    # entropy: MLA's per-sample entropy weights (a regression: inverse training error, above);
+    # entropy: MLA's per-sample entropy weights (a regression: inverse validation error, above);
     # equal: the modalities' predictions averaged; fixed: fixed_weights
     test_fusion: Literal["entropy", "equal", "fixed"] = "entropy"
     fixed_weights: list[float] = field(default_factory=lambda: [0.55, 0.45])
